@@ -1,0 +1,55 @@
+"""Every field of a distillation run, with its default, one per line.
+
+Experiment configs (mnist.py, ...) start from `get_config()` here and change
+what differs. Any field can be overridden on the command line, for example
+`--config.distill.steps=20 --config.optim.lr=0.005`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # The one seed; every random key is split or folded from it.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'mnist'  # mnist | cifar10 | usps | svhn | cifar100.
+  config.data.source = 'auto'  # auto (local if a data dir is set) | local | tfds.
+  config.data.data_dir = ''  # Folder holding mnist/, cifar10/...; '' = $DDISTILL_DATA_DIR.
+  config.data.cache_dir = ''  # Decoded-JPEG cache; '' = $DDISTILL_CACHE_DIR or ~/.cache/ddistill.
+  config.data.tfds_data_dir = ''  # Passed to tfds as its data_dir; '' = tfds's default.
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'lenet'  # lenet | alexcifarnet | mlp.
+  config.model.init = 'xavier_normal'  # xavier_normal | xavier_uniform | kaiming | orthogonal.
+  config.model.init_gain = 1.0  # Scale of the initialization.
+  config.model.conv_impl = 'auto'  # auto (matmul on CPU, xla elsewhere) | xla | matmul.
+
+  config.distill = ml_collections.ConfigDict()
+  config.distill.init_mode = 'fixed'  # fixed: one init for the whole run; random: fresh ones each iteration.
+  config.distill.num_inits = 4  # Inits sampled per outer iteration when init_mode is random.
+  config.distill.steps = 10  # Distinct GD steps, each with its own images.
+  config.distill.epochs = 3  # Passes over the steps; steps * epochs learned lrs.
+  config.distill.images_per_class = 1  # Distilled images per class in each step.
+  config.distill.image_init = 'normal'  # normal: N(0, 1) | real: random real images of the class.
+  config.distill.lr_init = 0.02  # Starting value of every learned inner lr.
+  config.distill.batching = 'auto'  # How inits are batched: auto | vmap | map.
+  config.distill.remat = True  # Recompute inner steps in the backward pass: memory linear in steps.
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.lr = 0.01  # Adam step size for images and lrs.
+  config.optim.b1 = 0.5  # Adam beta1, as in the paper's code.
+  config.optim.decay_every = 500  # Iterations between step decays of optim.lr.
+  config.optim.decay_factor = 0.5  # Multiplier at each decay.
+
+  config.num_iterations = 1500  # Outer iterations.
+  config.real_batch_size = 1024  # Real images per outer iteration.
+  config.log_every = 50  # Iterations between metric lines.
+  config.eval_every = 500  # Iterations between held-out evaluations; 0 = only at the end.
+  config.checkpoint_every = 250  # Iterations between checkpoints (and at the end).
+  config.checkpoints_to_keep = 2  # Older checkpoints are deleted.
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.num_models = 200  # Fresh held-out inits for the final random-init result.
+  config.eval.num_models_during = 20  # Held-out inits for evaluations while training.
+  return config

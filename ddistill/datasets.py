@@ -1,0 +1,246 @@
+"""Image classification datasets as normalized NHWC float arrays.
+
+Two sources: local raw files (what people download by hand, laid out as
+`<data_dir>/mnist/`, `<data_dir>/cifar10/`, ...) and `tfds`. The local
+directory comes from the config or the `DDISTILL_DATA_DIR` environment
+variable; with neither, `tfds` is used, which needs a network or a prepared
+`tfds` data dir.
+"""
+
+import dataclasses
+import glob
+import hashlib
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+from ddistill import raw_formats
+from ddistill.raw_formats import DataError
+
+DATA_DIR_ENV = 'DDISTILL_DATA_DIR'
+CACHE_DIR_ENV = 'DDISTILL_CACHE_DIR'
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                   'frog', 'horse', 'ship', 'truck')
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train and test splits, normalized with the dataset's channel mean/std."""
+  name: str
+  train_images: np.ndarray  # [N, H, W, C] float32, normalized.
+  train_labels: np.ndarray  # [N] int32.
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  mean: np.ndarray  # [C], in [0, 1] pixel units.
+  std: np.ndarray  # [C].
+  num_classes: int
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.train_images.shape[1:])
+
+
+RawSplits = dict  # {'train': (images, labels), 'test': (images, labels)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  tfds_name: str
+  image_shape: tuple[int, int, int]  # HWC.
+  num_classes: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  # Reads `<data_dir>/<name>/`; None where only tfds can load it.
+  read_local: Optional[Callable[[str], RawSplits]] = None
+  local_is_slow: bool = False  # Cache the decoded arrays.
+
+
+def _read_mnist(folder: str) -> RawSplits:
+  def path(stem):
+    for candidate in (stem + '.gz', stem):
+      if os.path.exists(os.path.join(folder, candidate)):
+        return os.path.join(folder, candidate)
+    raise DataError(f'{os.path.join(folder, stem)}[.gz]: file not found')
+
+  return {
+      split: raw_formats.read_idx_pair(
+          path(f'{prefix}-images-idx3-ubyte'),
+          path(f'{prefix}-labels-idx1-ubyte'))
+      for split, prefix in (('train', 'train'), ('test', 't10k'))
+  }
+
+
+def _read_cifar10(folder: str) -> RawSplits:
+  """Python batches, an image-folder tree, or that tree as a `.tar.gz`."""
+  for batches in (os.path.join(folder, 'cifar-10-batches-py'), folder):
+    if os.path.exists(os.path.join(batches, 'data_batch_1')):
+      train = [os.path.join(batches, f'data_batch_{i}') for i in range(1, 6)]
+      return {
+          'train': raw_formats.read_cifar_batches(train),
+          'test': raw_formats.read_cifar_batches(
+              [os.path.join(batches, 'test_batch')]),
+      }
+  if os.path.isdir(os.path.join(folder, 'train')):
+    return {
+        split: raw_formats.read_image_folder(folder, split, CIFAR10_CLASSES)
+        for split in ('train', 'test')
+    }
+  archives = sorted(glob.glob(os.path.join(folder, '*.tar.gz')) +
+                    glob.glob(os.path.join(folder, '*.tgz')))
+  if archives:
+    return raw_formats.read_image_tar(archives[0], CIFAR10_CLASSES)
+  raise DataError(
+      f'{folder}: no CIFAR-10 found (expected cifar-10-batches-py/, '
+      'data_batch_* files, train/<class>/ and test/<class>/ folders, or a '
+      '.tar.gz of those folders)')
+
+
+def _read_usps(folder: str) -> RawSplits:
+  import h5py  # Only USPS needs it.
+  path = os.path.join(folder, 'usps.h5')
+  if not os.path.exists(path):
+    raise DataError(f'{path}: file not found')
+  try:
+    with h5py.File(path, 'r') as f:
+      return {
+          split: (np.asarray(f[split]['data'], np.float32).reshape(
+              -1, 16, 16, 1), np.asarray(f[split]['target'], np.int32))
+          for split in ('train', 'test')
+      }
+  except (OSError, KeyError) as e:
+    raise DataError(f'{path}: not a USPS HDF5 file ({e})') from None
+
+
+SPECS = {
+    'mnist': DatasetSpec('mnist', (28, 28, 1), 10, (0.1307,), (0.3081,), _read_mnist),
+    'cifar10': DatasetSpec('cifar10', (32, 32, 3), 10, (0.4914, 0.4822, 0.4465),
+                           (0.2470, 0.2435, 0.2616), _read_cifar10,
+                           local_is_slow=True),
+    'usps': DatasetSpec('usps', (16, 16, 1), 10, (0.2469,), (0.2989,), _read_usps),
+    'svhn': DatasetSpec('svhn_cropped', (32, 32, 3), 10, (0.4377, 0.4438, 0.4728),
+                        (0.1980, 0.2010, 0.1970)),
+    'cifar100': DatasetSpec('cifar100', (32, 32, 3), 100, (0.5071, 0.4865, 0.4409),
+                            (0.2673, 0.2564, 0.2762)),
+}
+
+
+def resolve_data_dir(configured: str = '') -> Optional[str]:
+  """The local data directory: the config's value, else $DDISTILL_DATA_DIR."""
+  return configured or os.environ.get(DATA_DIR_ENV) or None
+
+
+def _cache_path(cache_dir: str, name: str, folder: str) -> str:
+  # Key on every file's path, size and mtime so a changed source re-decodes.
+  stamp = []
+  for root, _, files in sorted(os.walk(folder)):
+    for fname in sorted(files):
+      st = os.stat(os.path.join(root, fname))
+      stamp.append(f'{root}/{fname}:{st.st_size}:{st.st_mtime_ns}')
+  digest = hashlib.sha1('\n'.join(stamp).encode()).hexdigest()[:16]
+  return os.path.join(cache_dir, f'{name}-{digest}.npz')
+
+
+def _read_local_cached(spec: DatasetSpec, name: str, folder: str,
+                       cache_dir: str) -> RawSplits:
+  if not spec.local_is_slow:
+    return spec.read_local(folder)
+  cache_dir = cache_dir or os.environ.get(CACHE_DIR_ENV) or os.path.join(
+      os.path.expanduser('~'), '.cache', 'ddistill')
+  path = _cache_path(cache_dir, name, folder)
+  if os.path.exists(path):
+    try:
+      with np.load(path) as f:
+        return {s: (f[f'{s}_images'], f[f'{s}_labels']) for s in ('train',
+                                                                   'test')}
+    except Exception:  # A broken cache is re-made, never trusted.
+      pass
+  splits = spec.read_local(folder)
+  os.makedirs(cache_dir, exist_ok=True)
+  tmp = path + f'.tmp{os.getpid()}.npz'
+  np.savez(tmp, **{f'{s}_{k}': v for s, (images, labels) in splits.items()
+                   for k, v in (('images', images), ('labels', labels))})
+  os.replace(tmp, path)  # Atomic: a crash never leaves a half-written cache.
+  return splits
+
+
+def _read_tfds(spec: DatasetSpec, tfds_data_dir: Optional[str]) -> RawSplits:
+  import tensorflow_datasets as tfds  # Heavy; only this path needs it.
+  splits = {}
+  for split in ('train', 'test'):
+    try:
+      source = tfds.data_source(spec.tfds_name, split=split,
+                                data_dir=tfds_data_dir or None)
+      records = [source[i] for i in range(len(source))]
+    except Exception as e:
+      raise DataError(
+          f'tfds could not load {spec.tfds_name!r} ({type(e).__name__}: {e}). '
+          f'Without a network, point the environment variable {DATA_DIR_ENV} '
+          'or config.data.data_dir at a folder holding the raw files '
+          '(mnist/, cifar10/, ...), and set config.data.source to "local" or '
+          '"auto".') from None
+    splits[split] = (np.stack([r['image'] for r in records]),
+                     np.asarray([r['label'] for r in records], np.int32))
+  return splits
+
+
+def _normalize(images: np.ndarray, mean: np.ndarray,
+               std: np.ndarray) -> np.ndarray:
+  images = np.asarray(images)
+  unit = images / 255.0 if images.dtype == np.uint8 else images
+  return ((unit - mean) / std).astype(np.float32)
+
+
+def load_dataset(name: str,
+                 source: str = 'auto',
+                 data_dir: str = '',
+                 cache_dir: str = '',
+                 tfds_data_dir: str = '') -> Dataset:
+  """Loads `name` ('mnist', 'cifar10', ...) from local files or tfds.
+
+  Args:
+    name: a key of SPECS.
+    source: 'local', 'tfds', or 'auto' (local when a data dir is set).
+    data_dir: the local data folder; '' means $DDISTILL_DATA_DIR.
+    cache_dir: where decoded slow formats are cached; '' means
+      $DDISTILL_CACHE_DIR or ~/.cache/ddistill.
+    tfds_data_dir: passed to tfds as its data_dir.
+  """
+  if name not in SPECS:
+    raise ValueError(f'unknown dataset {name!r}; known: {sorted(SPECS)}')
+  if source not in ('auto', 'local', 'tfds'):
+    raise ValueError(
+        f'unknown data source {source!r}; use "auto", "local" or "tfds"')
+  spec = SPECS[name]
+  folder_root = resolve_data_dir(data_dir)
+  use_local = source == 'local' or (source == 'auto' and folder_root and
+                                    spec.read_local is not None)
+  if use_local:
+    if not folder_root:
+      raise DataError(f'data source "local" needs a data folder: set '
+                      f'config.data.data_dir or ${DATA_DIR_ENV}')
+    if spec.read_local is None:
+      raise DataError(f'{name} has no local format; load it with tfds')
+    folder = os.path.join(folder_root, name)
+    if not os.path.isdir(folder):
+      raise DataError(f'{folder}: folder not found (the data folder should '
+                      f'hold {name}/)')
+    raw = _read_local_cached(spec, name, folder, cache_dir)
+  else:
+    raw = _read_tfds(spec, tfds_data_dir)
+
+  for split, (images, _) in raw.items():
+    if tuple(images.shape[1:]) != spec.image_shape:
+      raise DataError(f'{name} {split}: images of shape {images.shape[1:]}, '
+                      f'expected {spec.image_shape}')
+  mean = np.asarray(spec.mean, np.float32)
+  std = np.asarray(spec.std, np.float32)
+  (train_x, train_y), (test_x, test_y) = raw['train'], raw['test']
+  for split, labels in (('train', train_y), ('test', test_y)):
+    if labels.min() < 0 or labels.max() >= spec.num_classes:
+      raise DataError(f'{name} {split}: labels outside [0, '
+                      f'{spec.num_classes}): min {labels.min()}, '
+                      f'max {labels.max()}')
+  return Dataset(name, _normalize(train_x, mean, std),
+                 train_y.astype(np.int32), _normalize(test_x, mean, std),
+                 test_y.astype(np.int32), mean, std, spec.num_classes)

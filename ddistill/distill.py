@@ -1,0 +1,169 @@
+"""The dataset-distillation engine (Algorithm 1 with the multi-step extension).
+
+The distilled set is a plain pytree `{'images': [S, N, H, W, C], 'raw_lrs':
+[S * E]}`: S steps of N images each (labels fixed, see `distilled_labels`),
+applied in order E times, with one learned learning rate per applied step,
+kept positive through softplus. Everything here is a pure function.
+"""
+
+import functools
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Params = Any
+ApplyFn = Callable[[Params, jax.Array], jax.Array]
+Distilled = dict  # {'images': [S, N, H, W, C], 'raw_lrs': [S * E]}
+BATCHINGS = ('vmap', 'map')
+
+
+def distilled_labels(num_steps: int, num_classes: int,
+                     images_per_class: int) -> jax.Array:
+  """Labels [S, N]: each step holds classes 0..K-1, `images_per_class` times."""
+  one_step = jnp.tile(jnp.arange(num_classes, dtype=jnp.int32),
+                      images_per_class)
+  return jnp.tile(one_step, (num_steps, 1))
+
+
+def lrs_from_raw(raw_lrs: jax.Array) -> jax.Array:
+  return jax.nn.softplus(raw_lrs)
+
+
+def raw_from_lrs(lrs: jax.Array) -> jax.Array:
+  """The inverse of softplus: log(exp(lr) - 1)."""
+  lrs = jnp.asarray(lrs, jnp.float32)
+  return lrs + jnp.log(-jnp.expm1(-lrs))
+
+
+def init_distilled(key: jax.Array, labels_SxN: jax.Array,
+                   image_shape: tuple[int, ...], num_epochs: int,
+                   lr_init: float, image_init: str = 'normal',
+                   real_images: Optional[jax.Array] = None,
+                   real_labels: Optional[jax.Array] = None) -> Distilled:
+  """The starting distilled set: N(0, 1) images or random real ones."""
+  num_steps, n = labels_SxN.shape
+  if image_init == 'normal':
+    images = jax.random.normal(key, (num_steps, n, *image_shape))
+  elif image_init == 'real':
+    # For each distilled slot, a random real image of the slot's class.
+    # Gumbel-max over the class mask picks uniformly among that class.
+    mask_LxR = labels_SxN.reshape(-1, 1) == real_labels[None, :]
+    gumbel = jax.random.gumbel(key, mask_LxR.shape)
+    picks = jnp.argmax(jnp.where(mask_LxR, gumbel, -jnp.inf), axis=1)
+    images = real_images[picks].reshape(num_steps, n, *image_shape)
+  else:
+    raise ValueError(f'unknown image_init {image_init!r}; use "normal" or '
+                     '"real"')
+  raw_lrs = jnp.full((num_steps * num_epochs,), raw_from_lrs(lr_init))
+  return {'images': images.astype(jnp.float32), 'raw_lrs': raw_lrs}
+
+
+def cross_entropy(logits_BxK: jax.Array, labels_B: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits_BxK,
+                                                         labels_B).mean()
+
+
+def gd_step(apply_fn: ApplyFn, params: Params, x_NxHxWxC: jax.Array,
+            labels_N: jax.Array, lr: jax.Array) -> Params:
+  """One plain gradient-descent step on a batch of (distilled) images."""
+  loss_fn = lambda p: cross_entropy(apply_fn(p, x_NxHxWxC), labels_N)
+  grads = jax.grad(loss_fn)(params)
+  return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+
+def train_on_distilled(apply_fn: ApplyFn, params: Params,
+                       images_SxNxHxWxC: jax.Array, labels_SxN: jax.Array,
+                       lrs_T: jax.Array, remat: bool = True) -> Params:
+  """Applies the S steps in order, T / S epochs times (T = len(lrs_T)).
+
+  Nested scans, epochs outside: the images of each step come in as scan
+  inputs, so no copy of them is made per epoch. With `remat`, the backward
+  pass recomputes each step instead of storing its activations, so memory
+  grows with T by one set of parameters per step.
+  """
+  num_steps = images_SxNxHxWxC.shape[0]
+  lrs_ExS = lrs_T.reshape(-1, num_steps)
+
+  def step(params, xs):
+    x_NxHxWxC, labels_N, lr = xs
+    return gd_step(apply_fn, params, x_NxHxWxC, labels_N, lr), None
+
+  if remat:
+    step = jax.checkpoint(step)
+
+  def epoch(params, lrs_S):
+    params, _ = jax.lax.scan(step, params,
+                             (images_SxNxHxWxC, labels_SxN, lrs_S))
+    return params, None
+
+  params, _ = jax.lax.scan(epoch, params, lrs_ExS)
+  return params
+
+
+def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
+               real_y: jax.Array, *, apply_fn: ApplyFn, labels_SxN: jax.Array,
+               remat: bool = True) -> jax.Array:
+  """Loss on real data of a net trained from `params0` on the distilled set."""
+  params = train_on_distilled(apply_fn, params0, distilled['images'],
+                              labels_SxN, lrs_from_raw(distilled['raw_lrs']),
+                              remat)
+  return cross_entropy(apply_fn(params, real_x), real_y)
+
+
+def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
+                    real_y: jax.Array, *, apply_fn: ApplyFn,
+                    labels_SxN: jax.Array, batching: str = 'vmap',
+                    remat: bool = True) -> jax.Array:
+  """`outer_loss` averaged over the stacked inits `params0_I` (axis 0).
+
+  batching: 'vmap' runs the inits as one batched computation (best on GPU
+  and TPU); 'map' runs them one after another (`lax.map`), which on CPU
+  avoids the grouped convolutions that vmap over conv weights turns into.
+  Both give the same value and gradients.
+  """
+  loss_fn = functools.partial(outer_loss, distilled, real_x=real_x,
+                              real_y=real_y, apply_fn=apply_fn,
+                              labels_SxN=labels_SxN, remat=remat)
+  if batching == 'vmap':
+    losses_I = jax.vmap(loss_fn, in_axes=0)(params0_I)
+  elif batching == 'map':
+    losses_I = jax.lax.map(loss_fn, params0_I)
+  else:
+    raise ValueError(f'unknown batching {batching!r}; known: {BATCHINGS}')
+  return losses_I.mean()
+
+
+def make_optimizer(learning_rate: float, b1: float, decay_every: int,
+                   decay_factor: float) -> optax.GradientTransformation:
+  """Adam with a step decay of its learning rate, as in the paper's code."""
+  schedule = optax.exponential_decay(learning_rate, decay_every, decay_factor,
+                                     staircase=True)
+  return optax.adam(schedule, b1=b1)
+
+
+def train_step(state: dict, params0_I: Params, train_x: jax.Array,
+               train_y: jax.Array, key: jax.Array, *, apply_fn: ApplyFn,
+               labels_SxN: jax.Array, optimizer: optax.GradientTransformation,
+               batch_size: int, batching: str = 'vmap',
+               remat: bool = True) -> tuple[dict, dict]:
+  """One outer iteration: real minibatch, meta-gradient, optimizer update.
+
+  state: {'distilled': Distilled, 'opt_state': ...}; `params0_I` holds the
+  initializations of this iteration, stacked on axis 0.
+  """
+  idx_B = jax.random.randint(key, (batch_size,), 0, train_x.shape[0])
+  loss, grads = jax.value_and_grad(mean_outer_loss)(
+      state['distilled'], params0_I, train_x[idx_B], train_y[idx_B],
+      apply_fn=apply_fn, labels_SxN=labels_SxN, batching=batching,
+      remat=remat)
+  updates, opt_state = optimizer.update(grads, state['opt_state'],
+                                        state['distilled'])
+  distilled = optax.apply_updates(state['distilled'], updates)
+  metrics = {
+      'loss': loss,
+      'grad_norm_images': optax.tree.norm(grads['images']),
+      'grad_norm_lrs': optax.tree.norm(grads['raw_lrs']),
+  }
+  return {'distilled': distilled, 'opt_state': opt_state}, metrics

@@ -1,0 +1,184 @@
+"""Flax models as the paper's official code defines them.
+
+No batch norm and no dropout: both would make the inner training loop
+stochastic or stateful, and the paper disables them.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Initializer = Callable[..., jax.Array]
+CONV_IMPLS = ('xla', 'matmul')
+
+
+def conv_as_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
+                   pad: int) -> jax.Array:
+  """A stride-1 convolution as one matmul over shifted slices (im2col).
+
+  On CPU, XLA's convolutions (and their backward passes) are several times
+  slower than this for LeNet-sized layers, and under vmap over the kernel
+  this becomes a batched matmul rather than a grouped convolution.
+  """
+  kh, kw, c, o = kernel_KxKxCxO.shape
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  # Ordered (i, j, c) to match the kernel's [kh, kw, C, O] layout.
+  patches_BxHxWxP = jnp.concatenate(
+      [x[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], -1)
+  return patches_BxHxWxP @ kernel_KxKxCxO.reshape(kh * kw * c, o)
+
+
+class Conv(nn.Module):
+  """Stride-1 'same'-style conv with symmetric zero padding.
+
+  Holds the same parameters as `nn.Conv` ('kernel' [kh, kw, C, O] and
+  'bias' [O]), so either implementation runs the same weights.
+  """
+  features: int
+  kernel_size: int
+  padding: int
+  kernel_init: Initializer
+  impl: str = 'xla'
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', self.kernel_init,
+                        (k, k, x_BxHxWxC.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    x_BxHxWxC, kernel, bias = nn.dtypes.promote_dtype(x_BxHxWxC, kernel, bias)
+    if self.impl == 'matmul':
+      y = conv_as_matmul(x_BxHxWxC, kernel, self.padding)
+    elif self.impl == 'xla':
+      pad = [(self.padding, self.padding)] * 2
+      y = jax.lax.conv_general_dilated(
+          x_BxHxWxC, kernel, (1, 1), pad,
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    else:
+      raise ValueError(f'unknown conv impl {self.impl!r}; known: {CONV_IMPLS}')
+    return y + bias
+
+
+def max_pool_2x2(x_BxHxWxC: jax.Array) -> jax.Array:
+  """2x2 max-pool, stride 2, as a reshape (cheaper backward on CPU)."""
+  b, h, w, c = x_BxHxWxC.shape
+  return x_BxHxWxC[:, :h // 2 * 2, :w // 2 * 2].reshape(
+      b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def local_response_norm(x_BxHxWxC: jax.Array, size: int = 4,
+                        alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> jax.Array:
+  """PyTorch's LocalResponseNorm over the channel axis (NHWC).
+
+  Divides by (k + alpha * mean of squares over a window of `size` channels),
+  the window padded with zeros: size // 2 before, (size - 1) // 2 after.
+  """
+  sq = jnp.square(x_BxHxWxC)
+  padded = jnp.pad(sq, [(0, 0)] * 3 + [(size // 2, (size - 1) // 2)])
+  channels = x_BxHxWxC.shape[-1]
+  window_sum = sum(padded[..., i:i + channels] for i in range(size))
+  return x_BxHxWxC / (k + alpha * window_sum / size)**beta
+
+
+class LeNet(nn.Module):
+  """LeNet-5 with ReLU and max-pooling; takes 28x28 (padded) or 32x32."""
+  num_classes: int
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  conv_impl: str = 'xla'
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    dense = lambda n: nn.Dense(n, kernel_init=self.kernel_init)
+    conv = lambda n, pad: Conv(n, 5, pad, self.kernel_init, self.conv_impl)
+    pad = 2 if x_BxHxWxC.shape[1] == 28 else 0
+    x = max_pool_2x2(nn.relu(conv(6, pad)(x_BxHxWxC)))
+    x = max_pool_2x2(nn.relu(conv(16, 0)(x)))
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(dense(120)(x))
+    x = nn.relu(dense(84)(x))
+    return dense(self.num_classes)(x)
+
+
+class AlexCifarNet(nn.Module):
+  """The cuda-convnet CIFAR network (about 80% on CIFAR-10); takes 32x32."""
+  num_classes: int
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  conv_impl: str = 'xla'
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    conv = lambda: Conv(64, 5, 2, self.kernel_init, self.conv_impl)
+    pool = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2),
+                                 padding=((1, 1), (1, 1)))
+    lrn = lambda x: local_response_norm(x, 4, alpha=0.001 / 9.0)
+    x = lrn(pool(nn.relu(conv()(x_BxHxWxC))))
+    x = pool(lrn(nn.relu(conv()(x))))
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(384, kernel_init=self.kernel_init)(x))
+    x = nn.relu(nn.Dense(192, kernel_init=self.kernel_init)(x))
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
+class MLP(nn.Module):
+  """Fully connected ReLU network on flattened images."""
+  num_classes: int
+  hidden: tuple[int, ...] = (100, 100)
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  conv_impl: str = 'xla'  # Unused; keeps every model's signature alike.
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    x = x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init)(x))
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
+# The image sizes (height == width) each model accepts.
+SUPPORTED_SIZES = {'lenet': (28, 32), 'alexcifarnet': (32,), 'mlp': None}
+MODELS = {'lenet': LeNet, 'alexcifarnet': AlexCifarNet, 'mlp': MLP}
+
+
+@dataclasses.dataclass(frozen=True)
+class Apply:
+  """`apply(params, x_BxHxWxC) -> logits` for a model.
+
+  Hashable and compared by the model, so `jax.jit` can take it as a static
+  argument without recompiling for an equal model.
+  """
+  model: nn.Module
+
+  def __call__(self, params: Any, x_BxHxWxC: jax.Array) -> jax.Array:
+    return self.model.apply({'params': params}, x_BxHxWxC)
+
+
+def default_conv_impl() -> str:
+  """'matmul' on CPU (faster there), XLA's own convolutions elsewhere."""
+  return 'matmul' if jax.default_backend() == 'cpu' else 'xla'
+
+
+def make_model(name: str, num_classes: int, image_shape: tuple[int, ...],
+               kernel_init: Initializer, conv_impl: str = 'auto') -> nn.Module:
+  """Builds model `name`, checking it can take images of `image_shape`.
+
+  conv_impl: 'xla', 'matmul', or 'auto' (see `default_conv_impl`).
+  """
+  if conv_impl == 'auto':
+    conv_impl = default_conv_impl()
+  if conv_impl not in CONV_IMPLS:
+    raise ValueError(f'unknown conv_impl {conv_impl!r}; known: '
+                     f'{("auto",) + CONV_IMPLS}')
+  if name not in MODELS:
+    raise ValueError(f'unknown model {name!r}; known: {sorted(MODELS)}')
+  sizes = SUPPORTED_SIZES[name]
+  height, width = image_shape[:2]
+  if sizes is not None and (height != width or height not in sizes):
+    raise ValueError(f'model {name!r} takes square images of size {sizes}, '
+                     f'not {height}x{width}')
+  return MODELS[name](num_classes=num_classes, kernel_init=kernel_init,
+                      conv_impl=conv_impl)

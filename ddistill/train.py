@@ -1,0 +1,242 @@
+"""A whole distillation run: `train_and_evaluate(config, workdir)`.
+
+Writes to the workdir: config.json, metrics.jsonl, checkpoints/ (resumed from
+when the same command is run again), distilled.npz, distilled.png and
+results.json.
+"""
+
+import functools
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from ddistill import checkpoints
+from ddistill import config_checks
+from ddistill import datasets
+from ddistill import distill
+from ddistill import evaluate
+from ddistill import export
+from ddistill import inits
+from ddistill import metrics
+from ddistill import models
+from ddistill import viz
+
+
+class WorkdirConflict(RuntimeError):
+  """The workdir holds a run with a different config."""
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+  """The run's independent key streams, all folded from the one seed."""
+  root = jax.random.key(seed)
+  names = ('fixed_init', 'images', 'train', 'heldout')
+  return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int,
+                image_shape: tuple[int, ...]):
+  """The model and its `apply_fn(params, x)`."""
+  kernel_init = inits.kernel_initializer(config.model.init,
+                                         config.model.init_gain)
+  model = models.make_model(config.model.name, num_classes, image_shape,
+                            kernel_init, config.model.conv_impl)
+  return model, models.Apply(model)
+
+
+def heldout_inits(config: ml_collections.ConfigDict, model, image_shape,
+                  num: int):
+  """The inits results are reported on.
+
+  fixed: the training init itself. random: `num` fresh draws from a key
+  stream that training never uses.
+  """
+  keys = run_keys(config.seed)
+  if config.distill.init_mode == 'fixed':
+    return inits.sample_params(model, keys['fixed_init'], 1, image_shape)
+  return inits.sample_params(model, keys['heldout'], num, image_shape)
+
+
+def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
+                            num_models: int) -> dict[str, Any]:
+  """Evaluates a saved `distilled.npz` on held-out models of the config.
+
+  fixed init_mode: the run's fixed init (the set was made for it); random:
+  `num_models` fresh inits.
+  """
+  config_checks.validate(config)
+  d = export.load_distilled(path)
+  data = datasets.load_dataset(config.data.name, config.data.source,
+                               config.data.data_dir, config.data.cache_dir,
+                               config.data.tfds_data_dir)
+  if d.images.shape[2:] != data.image_shape:
+    raise ValueError(f'{path}: images of shape {d.images.shape[2:]} but '
+                     f'{config.data.name} has {data.image_shape}')
+  if d.labels.min() < 0 or d.labels.max() >= data.num_classes:
+    raise ValueError(f'{path}: labels outside [0, {data.num_classes})')
+  model, apply_fn = build_model(config, data.num_classes, data.image_shape)
+  params0_M = heldout_inits(config, model, data.image_shape, num_models)
+  accs = evaluate.evaluate_set(apply_fn, params0_M, jnp.asarray(d.images),
+                               jnp.asarray(d.labels), jnp.asarray(d.lrs),
+                               data.test_images, data.test_labels)
+  return {'test_accuracy': evaluate.summarize(accs), 'distilled': path,
+          'init_mode': config.distill.init_mode}
+
+
+def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
+                   fresh: bool) -> None:
+  """Refuses to mix this run with a different one already in the workdir."""
+  path = os.path.join(workdir, 'config.json')
+  if fresh and os.path.isdir(workdir):
+    for name in ('checkpoints', 'metrics.jsonl', 'config.json'):
+      target = os.path.join(workdir, name)
+      if os.path.isdir(target):
+        shutil.rmtree(target)
+      elif os.path.exists(target):
+        os.remove(target)
+  os.makedirs(workdir, exist_ok=True)
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous != json.loads(config.to_json()):
+      raise WorkdirConflict(
+          f'{workdir} holds a run with a different config ({path}); use '
+          'another --workdir, or pass --fresh to start over in this one')
+  else:
+    with open(path, 'w') as f:
+      f.write(config.to_json(indent=2))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       fresh: bool = False) -> dict[str, Any]:
+  """Distills a dataset as `config` says; returns the results dict."""
+  config_checks.validate(config)
+  _check_workdir(config, workdir, fresh)
+  data = datasets.load_dataset(config.data.name, config.data.source,
+                               config.data.data_dir, config.data.cache_dir,
+                               config.data.tfds_data_dir)
+  model, apply_fn = build_model(config, data.num_classes, data.image_shape)
+  dc = config.distill
+  keys = run_keys(config.seed)
+  labels_SxN = distill.distilled_labels(dc.steps, data.num_classes,
+                                        dc.images_per_class)
+  train_x, train_y = jnp.asarray(data.train_images), jnp.asarray(
+      data.train_labels)
+
+  optimizer = distill.make_optimizer(config.optim.lr, config.optim.b1,
+                                     config.optim.decay_every,
+                                     config.optim.decay_factor)
+  distilled = distill.init_distilled(keys['images'], labels_SxN,
+                                     data.image_shape, dc.epochs, dc.lr_init,
+                                     dc.image_init, train_x, train_y)
+  state = {'distilled': distilled, 'opt_state': optimizer.init(distilled),
+           'step': jnp.zeros((), jnp.int32)}
+  mngr = checkpoints.manager(workdir, config.checkpoints_to_keep)
+  restored_step, state = checkpoints.restore_latest(mngr, state)
+  start = int(state['step'])
+  if restored_step is not None:
+    logging.info('Resuming from the checkpoint at iteration %d.', start)
+
+  batching = 'vmap' if dc.batching == 'auto' else dc.batching
+  step_fn = jax.jit(functools.partial(
+      distill.train_step, apply_fn=apply_fn, labels_SxN=labels_SxN,
+      optimizer=optimizer, batch_size=config.real_batch_size,
+      batching=batching, remat=dc.remat))
+  if dc.init_mode == 'fixed':
+    fixed = inits.sample_params(model, keys['fixed_init'], 1,
+                                data.image_shape)
+    sample_inits = lambda key: fixed
+  else:
+    sample_inits = jax.jit(lambda key: inits.sample_params(
+        model, key, dc.num_inits, data.image_shape))
+  eval_inits = heldout_inits(config, model, data.image_shape,
+                             config.eval.num_models_during)
+
+  def evaluate_now(params0_M) -> dict:
+    d = state['distilled']
+    accs = evaluate.evaluate_set(apply_fn, params0_M, d['images'], labels_SxN,
+                                 distill.lrs_from_raw(d['raw_lrs']),
+                                 data.test_images, data.test_labels)
+    return evaluate.summarize(accs)
+
+  writer = metrics.JsonlWriter(workdir)
+  if start == 0:
+    # The starting accuracy, so every run's log shows what it gained.
+    acc = evaluate_now(eval_inits)
+    writer.write(0, {'test_accuracy': acc['mean'], 'test_accuracy_std':
+                     acc['std']})
+    logging.info('Iteration 0: test accuracy %.4f', acc['mean'])
+
+  progress = tqdm.tqdm(total=config.num_iterations, initial=start,
+                       desc='distill', unit='it', dynamic_ncols=True)
+  t_last, it_last = time.time(), start
+  for it in range(start, config.num_iterations):
+    k_batch, k_inits = jax.random.split(jax.random.fold_in(keys['train'], it))
+    new_state, m = step_fn(state, sample_inits(k_inits), train_x, train_y,
+                           k_batch)
+    values = {k: float(v) for k, v in m.items()}
+    bad = [k for k, v in values.items() if not np.isfinite(v)]
+    if bad:
+      # Fail fast; the last checkpoint stays as it was, and loadable.
+      raise FloatingPointError(
+          f'non-finite {", ".join(bad)} at iteration {it} '
+          f'({", ".join(f"{k}={values[k]}" for k in bad)}); the last good '
+          f'checkpoint is in {mngr.directory}')
+    state = {**new_state, 'step': jnp.asarray(it + 1, jnp.int32)}
+    progress.update(1)
+    done = it + 1
+    if done % config.log_every == 0 or done == config.num_iterations:
+      lrs = distill.lrs_from_raw(state['distilled']['raw_lrs'])
+      values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
+      values['lr_mean'] = float(lrs.mean())
+      t_last, it_last = time.time(), done
+      if config.eval_every and done % config.eval_every == 0:
+        acc = evaluate_now(eval_inits)
+        values['test_accuracy'] = acc['mean']
+        values['test_accuracy_std'] = acc['std']
+      writer.write(done, {**values, 'lrs': lrs})
+      progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
+                            ('loss', 'test_accuracy')})
+    if done % config.checkpoint_every == 0 or done == config.num_iterations:
+      checkpoints.save(mngr, done, state)
+  progress.close()
+  return _finish(config, workdir, data, model, apply_fn, labels_SxN, state)
+
+
+def _finish(config, workdir, data, model, apply_fn, labels_SxN,
+            state) -> dict[str, Any]:
+  """Final held-out evaluation and the run's output files."""
+  d = state['distilled']
+  lrs = distill.lrs_from_raw(d['raw_lrs'])
+  params0_M = heldout_inits(config, model, data.image_shape,
+                            config.eval.num_models)
+  accs = evaluate.evaluate_set(apply_fn, params0_M, d['images'], labels_SxN,
+                               lrs, data.test_images, data.test_labels)
+  results = {
+      'test_accuracy': evaluate.summarize(accs),
+      'dataset': config.data.name,
+      'init_mode': config.distill.init_mode,
+      'iterations': int(state['step']),
+      'config': json.loads(config.to_json()),
+  }
+  logging.info('Final test accuracy: %.4f +- %.4f over %d models',
+               results['test_accuracy']['mean'],
+               results['test_accuracy']['std'],
+               results['test_accuracy']['n_models'])
+  distilled_set = export.DistilledSet(
+      np.asarray(d['images']), np.asarray(labels_SxN), np.asarray(lrs),
+      data.mean, data.std, config.distill.epochs)
+  export.save_distilled(os.path.join(workdir, 'distilled.npz'), distilled_set)
+  viz.save_grid(os.path.join(workdir, 'distilled.png'), distilled_set.images,
+                distilled_set.lrs, data.mean, data.std)
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=2)
+  return results

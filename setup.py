@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='ddistill',
+    version='0.1.0',
+    description='Dataset distillation (Wang et al.) in JAX.',
+    packages=find_packages(include=['ddistill', 'ddistill.*', 'experiments',
+                                    'configs']),
+    python_requires='>=3.10',
+    install_requires=[
+        'absl-py>=2.0',
+        'chex>=0.1.86',
+        'flax>=0.10',
+        'h5py>=3.10',
+        'jax>=0.4.35',
+        'jaxlib>=0.4.35',
+        'ml-collections>=0.1.1',
+        'numpy>=1.26',
+        'optax>=0.2.3',
+        'orbax-checkpoint>=0.11',
+        'pillow>=10.0',
+        'tensorflow-datasets>=4.9.7',
+        'tqdm>=4.66',
+    ],
+    extras_require={
+        'test': ['pytest>=8.0'],
+    },
+)

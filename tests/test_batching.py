@@ -1,0 +1,106 @@
+"""Every way of batching inits, and both conv paths, compute the same thing."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ddistill import distill
+from ddistill import inits
+from ddistill import models
+
+
+def _problem(name='lenet', shape=(28, 28, 1), num_inits=3, conv_impl='matmul'):
+  model = models.make_model(name, 10, shape,
+                            inits.kernel_initializer('xavier_normal'),
+                            conv_impl)
+  k = jax.random.split(jax.random.key(0), 4)
+  params0_I = inits.sample_params(model, k[0], num_inits, shape)
+  labels = distill.distilled_labels(2, 10, 1)
+  distilled = distill.init_distilled(k[1], labels, shape, 2, 0.02)
+  real_x = jax.random.normal(k[2], (32, *shape))
+  real_y = jax.random.randint(k[3], (32,), 0, 10)
+  return model, params0_I, labels, distilled, real_x, real_y
+
+
+def test_vmap_and_map_match_a_python_loop_over_inits():
+  model, params0_I, labels, distilled, x, y = _problem()
+  kw = dict(real_x=x, real_y=y, apply_fn=models.Apply(model),
+            labels_SxN=labels)
+  # Reference: a Python loop of single-init losses, averaged.
+  def loop_loss(d):
+    losses = [distill.outer_loss(d, jax.tree.map(lambda a: a[i], params0_I),
+                                 **kw) for i in range(3)]
+    return sum(losses) / 3
+  ref_loss, ref_grads = jax.value_and_grad(loop_loss)(distilled)
+  for batching in distill.BATCHINGS:
+    loss, grads = jax.value_and_grad(functools.partial(
+        distill.mean_outer_loss, batching=batching, **kw))(distilled,
+                                                           params0_I)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+def test_unknown_batching_is_an_error():
+  model, params0_I, labels, distilled, x, y = _problem()
+  with pytest.raises(ValueError, match='batching'):
+    distill.mean_outer_loss(distilled, params0_I, x, y,
+                            apply_fn=models.Apply(model), labels_SxN=labels,
+                            batching='pmap')
+
+
+@pytest.mark.parametrize('name,shape', [('lenet', (28, 28, 1)),
+                                        ('lenet', (32, 32, 3)),
+                                        ('alexcifarnet', (32, 32, 3))])
+def test_conv_paths_give_the_same_loss_and_gradients(name, shape):
+  results = []
+  for impl in models.CONV_IMPLS:
+    model, params0_I, labels, distilled, x, y = _problem(name, shape, 2, impl)
+    results.append(jax.value_and_grad(distill.mean_outer_loss)(
+        distilled, params0_I, x, y, apply_fn=models.Apply(model),
+        labels_SxN=labels))
+  (loss_a, grads_a), (loss_b, grads_b) = results
+  np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
+    scale = float(jnp.abs(b).max())
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_model_rejects_image_sizes_it_cannot_take():
+  init = inits.kernel_initializer('xavier_normal')
+  with pytest.raises(ValueError, match='lenet.*16x16'):
+    models.make_model('lenet', 10, (16, 16, 1), init)
+  with pytest.raises(ValueError, match='alexcifarnet.*28x28'):
+    models.make_model('alexcifarnet', 10, (28, 28, 1), init)
+  with pytest.raises(ValueError, match='unknown model'):
+    models.make_model('resnet9000', 10, (28, 28, 1), init)
+
+
+def test_lrn_matches_its_definition():
+  x = jax.random.normal(jax.random.key(0), (2, 3, 3, 6))
+  got = models.local_response_norm(x, 4, alpha=0.1, beta=0.75, k=1.0)
+  xn = np.asarray(x)
+  want = np.empty_like(xn)
+  for c in range(6):
+    window = range(max(0, c - 2), min(6, c + 2))  # c-2 .. c+1.
+    div = 1.0 + 0.1 * sum(xn[..., j]**2 for j in window) / 4
+    want[..., c] = xn[..., c] / div**0.75
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize('name', inits.INITS)
+def test_inits_have_the_intended_scale(name):
+  init = inits.kernel_initializer(name, gain=2.0)
+  w = init(jax.random.key(0), (5, 5, 16, 32))  # fan_in 400, fan_out 800.
+  std = {'xavier_normal': 2.0 * np.sqrt(2 / 1200),
+         'xavier_uniform': 2.0 * np.sqrt(2 / 1200),
+         'kaiming': 2.0 * np.sqrt(2 / 400),
+         'orthogonal': None}[name]
+  if std is None:
+    flat = np.asarray(w).reshape(-1, 32)
+    np.testing.assert_allclose(flat.T @ flat, 4.0 * np.eye(32), atol=1e-4)
+  else:
+    np.testing.assert_allclose(np.std(w), std, rtol=0.05)

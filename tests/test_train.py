@@ -1,0 +1,193 @@
+"""Distillation learns, and a whole run writes, resumes and fails cleanly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import mnist as mnist_config
+from ddistill import checkpoints
+from ddistill import distill
+from ddistill import evaluate
+from ddistill import export
+from ddistill import inits
+from ddistill import metrics
+from ddistill import models
+from ddistill import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_short_distillation_raises_heldout_accuracy(mnist):
+  """Random-init distillation on a subset: held-out accuracy rises a lot."""
+  model = models.make_model('lenet', 10, (28, 28, 1),
+                            inits.kernel_initializer('xavier_normal'))
+  apply_fn = models.Apply(model)
+  keys = jax.random.split(jax.random.key(0), 4)
+  train_x = jnp.asarray(mnist.train_images[:5000])
+  train_y = jnp.asarray(mnist.train_labels[:5000])
+  test_x, test_y = mnist.test_images[:2000], mnist.test_labels[:2000]
+  labels = distill.distilled_labels(2, 10, 1)
+  d = distill.init_distilled(keys[0], labels, (28, 28, 1), 2, 0.02)
+  optimizer = distill.make_optimizer(0.05, 0.5, 1000, 0.5)
+  state = {'distilled': d, 'opt_state': optimizer.init(d)}
+  step = jax.jit(lambda s, p, k: distill.train_step(
+      s, p, train_x, train_y, k, apply_fn=apply_fn, labels_SxN=labels,
+      optimizer=optimizer, batch_size=256))
+  heldout = inits.sample_params(model, keys[1], 8, (28, 28, 1))
+
+  def accuracy():
+    dd = state['distilled']
+    return evaluate.evaluate_set(apply_fn, heldout, dd['images'], labels,
+                                 distill.lrs_from_raw(dd['raw_lrs']), test_x,
+                                 test_y).mean()
+
+  before = accuracy()
+  for it in range(50):
+    params0 = inits.sample_params(model, jax.random.fold_in(keys[2], it), 2,
+                                  (28, 28, 1))
+    state, m = step(state, params0, jax.random.fold_in(keys[3], it))
+  after = accuracy()
+  assert before < 0.15
+  assert after > before + 0.1, (before, after)
+
+
+def _tiny_config(data_dir, **overrides):
+  config = mnist_config.get_config('quick')
+  config.data.data_dir = data_dir
+  config.num_iterations = 6
+  config.distill.steps = 2
+  config.distill.epochs = 2
+  config.real_batch_size = 128
+  config.log_every = 2
+  config.eval_every = 0
+  config.checkpoint_every = 2
+  config.eval.num_models = 3
+  config.eval.num_models_during = 2
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture
+def data_dir(mnist):
+  from ddistill import datasets
+  return datasets.resolve_data_dir()
+
+
+def test_run_writes_its_outputs_and_resumes(tmp_path, data_dir):
+  config = _tiny_config(data_dir, **{'distill.init_mode': 'random'})
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+
+  acc = results['test_accuracy']
+  assert acc['n_models'] == 3 and 0.0 <= acc['mean'] <= 1.0
+  with open(os.path.join(workdir, 'results.json')) as f:
+    on_disk = json.load(f)
+  assert on_disk['test_accuracy'] == acc
+  assert on_disk['config']['distill']['init_mode'] == 'random'
+
+  d = export.load_distilled(os.path.join(workdir, 'distilled.npz'))
+  assert d.images.shape == (2, 10, 28, 28, 1)
+  assert d.labels.shape == (2, 10) and d.lrs.shape == (4,)
+  assert d.epochs == 2 and np.all(d.lrs > 0)
+  np.testing.assert_allclose(d.mean, [0.1307])
+  assert os.path.getsize(os.path.join(workdir, 'distilled.png')) > 1000
+
+  lines = metrics.read(workdir)
+  assert [l['step'] for l in lines] == [0, 2, 4, 6]
+  assert all(np.isfinite(l['loss']) for l in lines[1:])
+  assert len(lines[-1]['lrs']) == 4
+
+  # The same command again resumes from the final checkpoint: no new
+  # iterations, the same distilled set.
+  again = train.train_and_evaluate(config, workdir)
+  assert len(metrics.read(workdir)) == len(lines)
+  d2 = export.load_distilled(os.path.join(workdir, 'distilled.npz'))
+  np.testing.assert_array_equal(d.images, d2.images)
+  assert again['test_accuracy'] == acc
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir):
+  config = _tiny_config(data_dir)
+  full_dir, cut_dir = str(tmp_path / 'full'), str(tmp_path / 'cut')
+  train.train_and_evaluate(config, full_dir)
+  # Interrupt after the checkpoint at iteration 4 by failing at iteration 5.
+  original = distill.train_step
+
+  def failing_step(state, *args, **kwargs):
+    new_state, m = original(state, *args, **kwargs)
+    m['loss'] = jnp.where(state['step'] >= 5, jnp.nan, m['loss'])
+    return new_state, m
+
+  distill.train_step = failing_step
+  try:
+    with pytest.raises(FloatingPointError, match='non-finite loss at '
+                       'iteration 5'):
+      train.train_and_evaluate(config, cut_dir)
+  finally:
+    distill.train_step = original
+  mngr = checkpoints.manager(cut_dir, 2)
+  assert mngr.latest_step() == 4  # The last good one, intact.
+  assert not os.path.exists(os.path.join(cut_dir, 'distilled.npz'))
+  train.train_and_evaluate(config, cut_dir)
+  a = export.load_distilled(os.path.join(full_dir, 'distilled.npz'))
+  b = export.load_distilled(os.path.join(cut_dir, 'distilled.npz'))
+  np.testing.assert_array_equal(a.images, b.images)
+  np.testing.assert_array_equal(a.lrs, b.lrs)
+
+
+def test_workdir_with_another_config_is_not_mixed(tmp_path, data_dir):
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(_tiny_config(data_dir, num_iterations=2), workdir)
+  other = _tiny_config(data_dir, num_iterations=2, **{'optim.lr': 0.02})
+  with pytest.raises(train.WorkdirConflict, match='--fresh'):
+    train.train_and_evaluate(other, workdir)
+  results = train.train_and_evaluate(other, workdir, fresh=True)
+  assert results['config']['optim']['lr'] == 0.02
+
+
+def test_command_line_run_and_evaluate(tmp_path, data_dir):
+  workdir = str(tmp_path / 'cli')
+  env = {**os.environ, 'DDISTILL_DATA_DIR': data_dir}
+  run = subprocess.run(
+      [sys.executable, '-m', 'experiments.mnist',
+       '--config', 'configs/mnist.py:quick', '--workdir', workdir,
+       '--config.num_iterations=2', '--config.distill.steps=1',
+       '--config.distill.epochs=1', '--config.real_batch_size=64'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert 'test_accuracy' in run.stdout
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['distill']['steps'] == 1
+  evaluation = subprocess.run(
+      [sys.executable, '-m', 'experiments.evaluate',
+       '--config', 'configs/mnist.py:quick', '--config.distill.steps=1',
+       '--config.distill.epochs=1',
+       '--distilled', os.path.join(workdir, 'distilled.npz'),
+       '--output', str(tmp_path / 'eval.json')],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+  with open(tmp_path / 'eval.json') as f:
+    evaluated = json.load(f)
+  with open(os.path.join(workdir, 'results.json')) as f:
+    trained = json.load(f)
+  # A fixed-init set evaluated again on its init gives the same accuracy.
+  assert evaluated['test_accuracy']['mean'] == pytest.approx(
+      trained['test_accuracy']['mean'], abs=1e-6)
+
+
+def test_bad_config_fails_before_touching_the_workdir(tmp_path):
+  config = _tiny_config('', **{'distill.steps': -1})
+  with pytest.raises(ValueError, match='config.distill.steps = -1'):
+    train.train_and_evaluate(config, str(tmp_path / 'never'))
+  assert not os.path.exists(tmp_path / 'never')
