@@ -10,21 +10,11 @@ import ml_collections
 
 from configs import default
 
-VARIANTS = ('fixed', 'random', 'quick')
+VARIANTS = default.VARIANTS
 
 
 def get_config(variant: str = 'fixed') -> ml_collections.ConfigDict:
-  if variant not in VARIANTS:
-    raise ValueError(f'unknown variant {variant!r} of configs/mnist.py; '
-                     f'known: {VARIANTS}')
-  config = default.get_config()
+  config = default.get_config(variant)
   config.data.name = 'mnist'
   config.model.name = 'lenet'
-  if variant == 'random':
-    config.distill.init_mode = 'random'
-    config.distill.num_inits = 4
-  elif variant == 'quick':
-    config.num_iterations = 200
-    config.optim.decay_every = 100
-    config.eval_every = 0
   return config

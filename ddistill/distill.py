@@ -75,13 +75,15 @@ def gd_step(apply_fn: ApplyFn, params: Params, x_NxHxWxC: jax.Array,
 
 def train_on_distilled(apply_fn: ApplyFn, params: Params,
                        images_SxNxHxWxC: jax.Array, labels_SxN: jax.Array,
-                       lrs_T: jax.Array, remat: bool = True) -> Params:
+                       lrs_T: jax.Array, remat: bool = True,
+                       unroll: int | bool = 1) -> Params:
   """Applies the S steps in order, T / S epochs times (T = len(lrs_T)).
 
   Nested scans, epochs outside: the images of each step come in as scan
   inputs, so no copy of them is made per epoch. With `remat`, the backward
   pass recomputes each step instead of storing its activations, so memory
-  grows with T by one set of parameters per step.
+  grows with T by one set of parameters per step. `unroll` is passed to
+  both scans (True unrolls them fully).
   """
   num_steps = images_SxNxHxWxC.shape[0]
   lrs_ExS = lrs_T.reshape(-1, num_steps)
@@ -95,27 +97,28 @@ def train_on_distilled(apply_fn: ApplyFn, params: Params,
 
   def epoch(params, lrs_S):
     params, _ = jax.lax.scan(step, params,
-                             (images_SxNxHxWxC, labels_SxN, lrs_S))
+                             (images_SxNxHxWxC, labels_SxN, lrs_S),
+                             unroll=unroll)
     return params, None
 
-  params, _ = jax.lax.scan(epoch, params, lrs_ExS)
+  params, _ = jax.lax.scan(epoch, params, lrs_ExS, unroll=unroll)
   return params
 
 
 def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
                real_y: jax.Array, *, apply_fn: ApplyFn, labels_SxN: jax.Array,
-               remat: bool = True) -> jax.Array:
+               remat: bool = True, unroll: int | bool = 1) -> jax.Array:
   """Loss on real data of a net trained from `params0` on the distilled set."""
   params = train_on_distilled(apply_fn, params0, distilled['images'],
                               labels_SxN, lrs_from_raw(distilled['raw_lrs']),
-                              remat)
+                              remat, unroll)
   return cross_entropy(apply_fn(params, real_x), real_y)
 
 
 def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
                     real_y: jax.Array, *, apply_fn: ApplyFn,
                     labels_SxN: jax.Array, batching: str = 'vmap',
-                    remat: bool = True) -> jax.Array:
+                    remat: bool = True, unroll: int | bool = 1) -> jax.Array:
   """`outer_loss` averaged over the stacked inits `params0_I` (axis 0).
 
   batching: 'vmap' runs the inits as one batched computation (best on GPU
@@ -125,7 +128,8 @@ def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
   """
   loss_fn = functools.partial(outer_loss, distilled, real_x=real_x,
                               real_y=real_y, apply_fn=apply_fn,
-                              labels_SxN=labels_SxN, remat=remat)
+                              labels_SxN=labels_SxN, remat=remat,
+                              unroll=unroll)
   if batching == 'vmap':
     losses_I = jax.vmap(loss_fn, in_axes=0)(params0_I)
   elif batching == 'map':
@@ -147,7 +151,8 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                train_y: jax.Array, key: jax.Array, *, apply_fn: ApplyFn,
                labels_SxN: jax.Array, optimizer: optax.GradientTransformation,
                batch_size: int, batching: str = 'vmap',
-               remat: bool = True) -> tuple[dict, dict]:
+               remat: bool = True,
+               unroll: int | bool = 1) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
   state: {'distilled': Distilled, 'opt_state': ...}; `params0_I` holds the
@@ -157,7 +162,7 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   loss, grads = jax.value_and_grad(mean_outer_loss)(
       state['distilled'], params0_I, train_x[idx_B], train_y[idx_B],
       apply_fn=apply_fn, labels_SxN=labels_SxN, batching=batching,
-      remat=remat)
+      remat=remat, unroll=unroll)
   updates, opt_state = optimizer.update(grads, state['opt_state'],
                                         state['distilled'])
   distilled = optax.apply_updates(state['distilled'], updates)

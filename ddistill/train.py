@@ -5,15 +5,17 @@ when the same command is run again), distilled.npz, distilled.png and
 results.json.
 """
 
+import dataclasses
 import functools
 import json
 import os
 import shutil
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -28,6 +30,7 @@ from ddistill import export
 from ddistill import inits
 from ddistill import metrics
 from ddistill import models
+from ddistill import sharding
 from ddistill import viz
 
 
@@ -84,8 +87,7 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
     raise ValueError(f'{path}: labels outside [0, {data.num_classes})')
   model, apply_fn = build_model(config, data.num_classes, data.image_shape)
   params0_M = heldout_inits(config, model, data.image_shape, num_models)
-  accs = evaluate.evaluate_set(apply_fn, params0_M, jnp.asarray(d.images),
-                               jnp.asarray(d.labels), jnp.asarray(d.lrs),
+  accs = evaluate.evaluate_set(apply_fn, params0_M, d.images, d.labels, d.lrs,
                                data.test_images, data.test_labels)
   return {'test_accuracy': evaluate.summarize(accs), 'distilled': path,
           'init_mode': config.distill.init_mode}
@@ -95,7 +97,8 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
                    fresh: bool) -> None:
   """Refuses to mix this run with a different one already in the workdir."""
   path = os.path.join(workdir, 'config.json')
-  if fresh and os.path.isdir(workdir):
+  main = jax.process_index() == 0  # Only process 0 writes.
+  if fresh and main and os.path.isdir(workdir):
     for name in ('checkpoints', 'metrics.jsonl', 'config.json'):
       target = os.path.join(workdir, name)
       if os.path.isdir(target):
@@ -110,9 +113,75 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
       raise WorkdirConflict(
           f'{workdir} holds a run with a different config ({path}); use '
           'another --workdir, or pass --fresh to start over in this one')
-  else:
+  elif main:
     with open(path, 'w') as f:
       f.write(config.to_json(indent=2))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('ddistill: workdir checked')
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """What one outer iteration computes, built from the config alone."""
+  model: Any
+  apply_fn: models.Apply
+  labels_SxN: jax.Array
+  optimizer: Any
+  step_fn: Callable  # (state, params0_I, train_x, train_y, key) -> (state, metrics)
+  sample_inits: Callable  # key -> params0_I, the inits of one iteration.
+  mesh: Any  # Inits are split over its devices; everything else replicated.
+
+
+def build_program(config: ml_collections.ConfigDict, num_classes: int,
+                  image_shape: tuple[int, ...]) -> Program:
+  dc = config.distill
+  model, apply_fn = build_model(config, num_classes, image_shape)
+  labels_SxN = distill.distilled_labels(dc.steps, num_classes,
+                                        dc.images_per_class)
+  optimizer = distill.make_optimizer(config.optim.lr, config.optim.b1,
+                                     config.optim.decay_every,
+                                     config.optim.decay_factor)
+  batching = 'vmap' if dc.batching == 'auto' else dc.batching
+  mesh = sharding.make_mesh()
+  rep = sharding.replicated(mesh)
+  if dc.init_mode == 'fixed':
+    # One init cannot be split: every device runs it (same result anywhere).
+    fixed = sharding.put(sharding.to_host(inits.sample_params(
+        model, run_keys(config.seed)['fixed_init'], 1, image_shape)), rep)
+    sample_inits = lambda key: fixed
+    inits_sharding = rep
+  else:
+    if dc.num_inits % mesh.size:
+      raise config_checks.ConfigError(
+          f'config.distill.num_inits = {dc.num_inits} must be a multiple of '
+          f'the number of devices ({mesh.size}) to split the inits over them')
+    inits_sharding = sharding.split_inits(mesh)
+    sample_inits = jax.jit(lambda key: inits.sample_params(
+        model, key, dc.num_inits, image_shape), out_shardings=inits_sharding)
+  step_fn = jax.jit(
+      functools.partial(distill.train_step, apply_fn=apply_fn,
+                        labels_SxN=labels_SxN, optimizer=optimizer,
+                        batch_size=config.real_batch_size, batching=batching,
+                        remat=dc.remat),
+      in_shardings=(rep, inits_sharding, rep, rep, rep),
+      out_shardings=(rep, rep))
+  return Program(model, apply_fn, labels_SxN, optimizer, step_fn,
+                 sample_inits, mesh)
+
+
+def initial_state(config: ml_collections.ConfigDict, program: Program,
+                  train_x: jax.Array, train_y: jax.Array) -> dict:
+  """Iteration 0: the starting distilled set and a fresh optimizer."""
+  dc = config.distill
+  distilled = distill.init_distilled(
+      run_keys(config.seed)['images'], program.labels_SxN,
+      tuple(train_x.shape[1:]), dc.epochs, dc.lr_init, dc.image_init,
+      train_x, train_y)
+  state = {'distilled': distilled,
+           'opt_state': program.optimizer.init(distilled),
+           'step': jnp.zeros((), jnp.int32)}
+  return sharding.put(sharding.to_host(state),
+                      sharding.replicated(program.mesh))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -123,40 +192,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   data = datasets.load_dataset(config.data.name, config.data.source,
                                config.data.data_dir, config.data.cache_dir,
                                config.data.tfds_data_dir)
-  model, apply_fn = build_model(config, data.num_classes, data.image_shape)
-  dc = config.distill
-  keys = run_keys(config.seed)
-  labels_SxN = distill.distilled_labels(dc.steps, data.num_classes,
-                                        dc.images_per_class)
-  train_x, train_y = jnp.asarray(data.train_images), jnp.asarray(
-      data.train_labels)
-
-  optimizer = distill.make_optimizer(config.optim.lr, config.optim.b1,
-                                     config.optim.decay_every,
-                                     config.optim.decay_factor)
-  distilled = distill.init_distilled(keys['images'], labels_SxN,
-                                     data.image_shape, dc.epochs, dc.lr_init,
-                                     dc.image_init, train_x, train_y)
-  state = {'distilled': distilled, 'opt_state': optimizer.init(distilled),
-           'step': jnp.zeros((), jnp.int32)}
+  program = build_program(config, data.num_classes, data.image_shape)
+  model, apply_fn = program.model, program.apply_fn
+  labels_SxN, keys = program.labels_SxN, run_keys(config.seed)
+  train_x, train_y = sharding.put((data.train_images, data.train_labels),
+                                  sharding.replicated(program.mesh))
+  state = initial_state(config, program, train_x, train_y)
   mngr = checkpoints.manager(workdir, config.checkpoints_to_keep)
   restored_step, state = checkpoints.restore_latest(mngr, state)
   start = int(state['step'])
   if restored_step is not None:
     logging.info('Resuming from the checkpoint at iteration %d.', start)
-
-  batching = 'vmap' if dc.batching == 'auto' else dc.batching
-  step_fn = jax.jit(functools.partial(
-      distill.train_step, apply_fn=apply_fn, labels_SxN=labels_SxN,
-      optimizer=optimizer, batch_size=config.real_batch_size,
-      batching=batching, remat=dc.remat))
-  if dc.init_mode == 'fixed':
-    fixed = inits.sample_params(model, keys['fixed_init'], 1,
-                                data.image_shape)
-    sample_inits = lambda key: fixed
-  else:
-    sample_inits = jax.jit(lambda key: inits.sample_params(
-        model, key, dc.num_inits, data.image_shape))
+  step_fn, sample_inits = program.step_fn, program.sample_inits
+  rep = sharding.replicated(program.mesh)
   eval_inits = heldout_inits(config, model, data.image_shape,
                              config.eval.num_models_during)
 
@@ -164,10 +212,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     d = state['distilled']
     accs = evaluate.evaluate_set(apply_fn, params0_M, d['images'], labels_SxN,
                                  distill.lrs_from_raw(d['raw_lrs']),
-                                 data.test_images, data.test_labels)
+                                 data.test_images, data.test_labels,
+                                 program.mesh)
     return evaluate.summarize(accs)
 
-  writer = metrics.JsonlWriter(workdir)
+  writer = metrics.JsonlWriter(workdir, enabled=jax.process_index() == 0)
   if start == 0:
     # The starting accuracy, so every run's log shows what it gained.
     acc = evaluate_now(eval_inits)
@@ -176,13 +225,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Iteration 0: test accuracy %.4f', acc['mean'])
 
   progress = tqdm.tqdm(total=config.num_iterations, initial=start,
-                       desc='distill', unit='it', dynamic_ncols=True)
+                       desc='distill', unit='it', dynamic_ncols=True,
+                       disable=jax.process_index() != 0)
   t_last, it_last = time.time(), start
   for it in range(start, config.num_iterations):
     k_batch, k_inits = jax.random.split(jax.random.fold_in(keys['train'], it))
     new_state, m = step_fn(state, sample_inits(k_inits), train_x, train_y,
                            k_batch)
-    values = {k: float(v) for k, v in m.items()}
+    values = {k: float(v) for k, v in sharding.to_host(m).items()}
     bad = [k for k, v in values.items() if not np.isfinite(v)]
     if bad:
       # Fail fast; the last checkpoint stays as it was, and loadable.
@@ -190,50 +240,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           f'non-finite {", ".join(bad)} at iteration {it} '
           f'({", ".join(f"{k}={values[k]}" for k in bad)}); the last good '
           f'checkpoint is in {mngr.directory}')
-    state = {**new_state, 'step': jnp.asarray(it + 1, jnp.int32)}
+    state = {**new_state, 'step': sharding.put(np.int32(it + 1), rep)}
     progress.update(1)
     done = it + 1
     if done % config.log_every == 0 or done == config.num_iterations:
-      lrs = distill.lrs_from_raw(state['distilled']['raw_lrs'])
+      lrs = sharding.to_host(distill.lrs_from_raw(
+          state['distilled']['raw_lrs']))
       values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
       values['lr_mean'] = float(lrs.mean())
-      t_last, it_last = time.time(), done
       if config.eval_every and done % config.eval_every == 0:
         acc = evaluate_now(eval_inits)
         values['test_accuracy'] = acc['mean']
         values['test_accuracy_std'] = acc['std']
       writer.write(done, {**values, 'lrs': lrs})
+      t_last, it_last = time.time(), done  # Evaluation time not counted.
       progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
                             ('loss', 'test_accuracy')})
     if done % config.checkpoint_every == 0 or done == config.num_iterations:
       checkpoints.save(mngr, done, state)
   progress.close()
-  return _finish(config, workdir, data, model, apply_fn, labels_SxN, state)
+  return _finish(config, workdir, data, program, state)
 
 
-def _finish(config, workdir, data, model, apply_fn, labels_SxN,
+def _finish(config, workdir, data, program: Program,
             state) -> dict[str, Any]:
-  """Final held-out evaluation and the run's output files."""
-  d = state['distilled']
-  lrs = distill.lrs_from_raw(d['raw_lrs'])
-  params0_M = heldout_inits(config, model, data.image_shape,
+  """Final held-out evaluation and the run's output files (process 0)."""
+  d = sharding.to_host(state['distilled'])
+  lrs = np.asarray(distill.lrs_from_raw(d['raw_lrs']))
+  labels_SxN = np.asarray(program.labels_SxN)
+  params0_M = heldout_inits(config, program.model, data.image_shape,
                             config.eval.num_models)
-  accs = evaluate.evaluate_set(apply_fn, params0_M, d['images'], labels_SxN,
-                               lrs, data.test_images, data.test_labels)
+  accs = evaluate.evaluate_set(program.apply_fn, params0_M, d['images'],
+                               labels_SxN, lrs, data.test_images,
+                               data.test_labels, program.mesh)
   results = {
       'test_accuracy': evaluate.summarize(accs),
       'dataset': config.data.name,
       'init_mode': config.distill.init_mode,
-      'iterations': int(state['step']),
+      'iterations': int(sharding.to_host(state['step'])),
       'config': json.loads(config.to_json()),
   }
   logging.info('Final test accuracy: %.4f +- %.4f over %d models',
                results['test_accuracy']['mean'],
                results['test_accuracy']['std'],
                results['test_accuracy']['n_models'])
-  distilled_set = export.DistilledSet(
-      np.asarray(d['images']), np.asarray(labels_SxN), np.asarray(lrs),
-      data.mean, data.std, config.distill.epochs)
+  if jax.process_index() != 0:
+    return results
+  distilled_set = export.DistilledSet(d['images'], labels_SxN, lrs, data.mean,
+                                      data.std, config.distill.epochs)
   export.save_distilled(os.path.join(workdir, 'distilled.npz'), distilled_set)
   viz.save_grid(os.path.join(workdir, 'distilled.png'), distilled_set.images,
                 distilled_set.lrs, data.mean, data.std)

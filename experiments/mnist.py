@@ -7,6 +7,8 @@ r"""Distills MNIST (or any dataset the config names).
 Rerunning the same command resumes from the workdir's latest checkpoint.
 """
 
+import logging as std_logging
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -23,10 +25,35 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for outputs.',
 _FRESH = flags.DEFINE_bool(
     'fresh', False, 'Delete the checkpoints and metrics already in --workdir '
     'and start over.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Multi-process run: call jax.distributed.initialize '
+    '(on TPU pods and SLURM/Open MPI clusters it finds its peers itself).')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, where the '
+    'cluster is not detected (e.g. several GPU hosts by hand).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Processes in all, with the above.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   "This process's index, with the above.")
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Drops orbax's per-checkpoint INFO lines; warnings still show."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or 'orbax' not in (
+        record.pathname)
 
 
 def main(argv):
   del argv
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  if _DISTRIBUTED.value:
+    if jax.config.jax_platforms in (None, '', 'cpu'):
+      # Cross-process collectives on CPU go through gloo.
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value)
   logging.info('JAX devices: %s', jax.devices())
   results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                      fresh=_FRESH.value)

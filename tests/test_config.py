@@ -2,18 +2,20 @@
 
 import pytest
 
+from configs import cifar10 as cifar10_config
 from configs import mnist as mnist_config
 from ddistill import config_checks
 from ddistill.config_checks import ConfigError
 
 
-@pytest.mark.parametrize('variant', mnist_config.VARIANTS)
-def test_shipped_variants_are_valid(variant):
-  config_checks.validate(mnist_config.get_config(variant))
+@pytest.mark.parametrize('module', [mnist_config, cifar10_config])
+def test_shipped_variants_are_valid(module):
+  for variant in module.VARIANTS:
+    config_checks.validate(module.get_config(variant))
 
 
 def test_unknown_variant_is_an_error():
-  with pytest.raises(ValueError, match="unknown variant 'fast'"):
+  with pytest.raises(ValueError, match="unknown config variant 'fast'"):
     mnist_config.get_config('fast')
 
 

@@ -1,0 +1,129 @@
+r"""Times one outer iteration (meta-gradient and optimizer update).
+
+  python benchmarks/outer_step.py --setting a
+  python benchmarks/outer_step.py --setting d --unroll 2000
+
+Settings:
+  a  MNIST, LeNet, fixed init, 10 steps x 3 epochs, 100 images, batch 1024
+  b  the same with 4 random inits per iteration (--inits to change)
+  c  CIFAR-10, AlexCifarNet, fixed init, 10 x 3 steps, 100 images
+  d  MNIST, LeNet, one step of 100 images applied --unroll T times
+
+The step timed is the one training runs (`train.build_program`). Timing does
+not depend on pixel values, so the training set is random data of the
+dataset's shape (60,000 or 50,000 images). The last line printed is
+`sec_per_iter=... peak_mem_mb=... gflop=... gflops=...`: median seconds of
+--repeats iterations after compilation, peak memory (host RSS on CPU, device
+memory otherwise), the iteration's FLOPs from XLA's cost analysis of the same
+step with its scans unrolled, and GFLOP/s.
+"""
+
+import resource
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, '.')  # Run from the repo root without installing.
+from configs import mnist as mnist_config  # pylint: disable=g-import-not-at-top
+from ddistill import distill
+from ddistill import train
+
+_SETTING = flags.DEFINE_enum('setting', 'a', ['a', 'b', 'c', 'd'], 'Setting.')
+_UNROLL = flags.DEFINE_integer('unroll', 30, 'T for setting d.')
+_INITS = flags.DEFINE_integer('inits', 4, 'Inits per iteration in setting b.')
+_REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed iterations.')
+_BATCHING = flags.DEFINE_string('batching', 'auto', 'auto | vmap | map.')
+_CONV = flags.DEFINE_string('conv_impl', 'auto', 'auto | xla | matmul.')
+_FLOPS = flags.DEFINE_bool('flops', True, 'Count FLOPs (compiles the step '
+                           'again, unrolled; slow for large --unroll).')
+
+
+def setting_config(setting: str, unroll: int, num_inits: int):
+  config = mnist_config.get_config('fixed')
+  config.distill.batching = _BATCHING.value
+  config.model.conv_impl = _CONV.value
+  if setting == 'b':
+    config.distill.init_mode = 'random'
+    config.distill.num_inits = num_inits
+  elif setting == 'c':
+    config.data.name = 'cifar10'
+    config.model.name = 'alexcifarnet'
+  elif setting == 'd':
+    config.distill.steps = 1
+    config.distill.images_per_class = 10
+    config.distill.epochs = unroll
+  return config
+
+
+def count_flops(config, program, state, params0_I, train_x, train_y,
+                key) -> float:
+  """XLA's FLOP count of the step, scans unrolled so loops count in full."""
+  # XLA's cost analysis counts a while-loop body once; unrolled, it is exact.
+  unrolled = jax.jit(lambda *a: distill.train_step(
+      *a, apply_fn=program.apply_fn, labels_SxN=program.labels_SxN,
+      optimizer=program.optimizer, batch_size=config.real_batch_size,
+      batching='vmap' if config.distill.batching == 'auto' else
+      config.distill.batching, remat=config.distill.remat, unroll=True))
+  compiled = unrolled.lower(state, params0_I, train_x, train_y, key).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost.get('flops', float('nan')))
+
+
+def peak_memory_mb() -> float:
+  device = jax.devices()[0]
+  if device.platform == 'cpu':
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  stats = device.memory_stats() or {}
+  return stats.get('peak_bytes_in_use', float('nan')) / 2**20
+
+
+def main(argv):
+  del argv
+  config = setting_config(_SETTING.value, _UNROLL.value, _INITS.value)
+  shape = (32, 32, 3) if config.data.name == 'cifar10' else (28, 28, 1)
+  num_train = 50000 if config.data.name == 'cifar10' else 60000
+  kx, ky, kstep = jax.random.split(jax.random.key(0), 3)
+  train_x = jax.random.normal(kx, (num_train, *shape))
+  train_y = jax.random.randint(ky, (num_train,), 0, 10)
+  program = train.build_program(config, 10, shape)
+  state = train.initial_state(config, program, train_x, train_y)
+  state = {k: v for k, v in state.items() if k != 'step'}
+
+  def one_iteration(state, i):
+    key = jax.random.fold_in(kstep, i)
+    params0_I = program.sample_inits(key)
+    state, metrics = program.step_fn(state, params0_I, train_x, train_y, key)
+    jax.block_until_ready(metrics)
+    return state
+
+  t0 = time.perf_counter()
+  state = one_iteration(state, 0)
+  compile_s = time.perf_counter() - t0
+  times = []
+  for i in range(1, _REPEATS.value + 1):
+    t0 = time.perf_counter()
+    state = one_iteration(state, i)
+    times.append(time.perf_counter() - t0)
+  sec = statistics.median(times)
+  peak = peak_memory_mb()
+  gflop = float('nan')
+  if _FLOPS.value:
+    key = jax.random.fold_in(kstep, 0)
+    gflop = count_flops(config, program, state, program.sample_inits(key),
+                        train_x, train_y, key) / 1e9
+  print(f'device={jax.devices()[0].device_kind} setting={_SETTING.value} '
+        f'unroll={config.distill.steps * config.distill.epochs} '
+        f'inits={config.distill.num_inits if config.distill.init_mode == "random" else 1} '
+        f'compile_s={compile_s:.1f} min={min(times):.4f} max={max(times):.4f}')
+  print(f'sec_per_iter={sec:.4f} peak_mem_mb={peak:.0f} gflop={gflop:.2f} '
+        f'gflops={gflop / sec:.1f}')
+
+
+if __name__ == '__main__':
+  app.run(main)
