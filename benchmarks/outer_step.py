@@ -60,19 +60,44 @@ def setting_config(setting: str, unroll: int, num_inits: int):
   return config
 
 
-def count_flops(config, program, state, params0_I, train_x, train_y,
-                key) -> float:
-  """XLA's FLOP count of the step, scans unrolled so loops count in full."""
-  # XLA's cost analysis counts a while-loop body once; unrolled, it is exact.
+def _unrolled_flops(config, train_x, train_y, key) -> float:
+  """XLA's FLOP count of the step with its scans fully unrolled.
+
+  XLA's cost analysis counts a loop body once, whatever the trip count;
+  unrolled, every step is counted.
+  """
+  shape = tuple(train_x.shape[1:])
+  program = train.build_program(config, 10, shape)
+  state = train.initial_state(config, program, train_x, train_y)
+  state = {k: v for k, v in state.items() if k != 'step'}
   unrolled = jax.jit(lambda *a: distill.train_step(
       *a, apply_fn=program.apply_fn, labels_SxN=program.labels_SxN,
       optimizer=program.optimizer, batch_size=config.real_batch_size,
       batching='vmap' if config.distill.batching == 'auto' else
       config.distill.batching, remat=config.distill.remat, unroll=True))
-  compiled = unrolled.lower(state, params0_I, train_x, train_y, key).compile()
+  compiled = unrolled.lower(state, program.sample_inits(key), train_x,
+                            train_y, key).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   return float(cost.get('flops', float('nan')))
+
+
+def count_flops(config, train_x, train_y, key) -> float:
+  """FLOPs of one iteration. Long unrolls: exact linear extrapolation.
+
+  An iteration costs a + b * T for T applied steps, so for large T (where
+  compiling the unrolled step would take long) it is counted at T = 1 and
+  T = 2 epochs and extrapolated.
+  """
+  epochs = config.distill.epochs
+  if config.distill.steps * epochs <= 100:
+    return _unrolled_flops(config, train_x, train_y, key)
+  counts = []
+  for e in (1, 2):
+    small = config.copy_and_resolve_references()
+    small.distill.epochs = e
+    counts.append(_unrolled_flops(small, train_x, train_y, key))
+  return counts[0] + (epochs - 1) * (counts[1] - counts[0])
 
 
 def peak_memory_mb() -> float:
@@ -114,9 +139,8 @@ def main(argv):
   peak = peak_memory_mb()
   gflop = float('nan')
   if _FLOPS.value:
-    key = jax.random.fold_in(kstep, 0)
-    gflop = count_flops(config, program, state, program.sample_inits(key),
-                        train_x, train_y, key) / 1e9
+    gflop = count_flops(config, train_x, train_y,
+                        jax.random.fold_in(kstep, 0)) / 1e9
   print(f'device={jax.devices()[0].device_kind} setting={_SETTING.value} '
         f'unroll={config.distill.steps * config.distill.epochs} '
         f'inits={config.distill.num_inits if config.distill.init_mode == "random" else 1} '

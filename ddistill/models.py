@@ -10,9 +10,10 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Initializer = Callable[..., jax.Array]
-CONV_IMPLS = ('xla', 'matmul')
+CONV_IMPLS = ('xla', 'matmul', 'banded')
 
 
 def conv_as_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
@@ -30,6 +31,30 @@ def conv_as_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
   patches_BxHxWxP = jnp.concatenate(
       [x[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], -1)
   return patches_BxHxWxP @ kernel_KxKxCxO.reshape(kh * kw * c, o)
+
+
+def conv_as_banded_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
+                          pad: int) -> jax.Array:
+  """A stride-1 convolution as kh matmuls with banded (Toeplitz) matrices.
+
+  Kernel row i becomes a matrix [W*C, W'*O] that applies the row across the
+  width; the output is the sum over i of (input rows i..i+H') @ band_i. This
+  does more FLOPs than im2col but copies no patches: each operand is a
+  contiguous slab, which on CPU is what costs. Under vmap over the kernel
+  with a shared input, the matmuls merge into one wide matmul.
+  """
+  kh, kw, c, o = kernel_KxKxCxO.shape
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  b, h, w, _ = x.shape
+  h_out, w_out = h - kh + 1, w - kw + 1
+  # shift[j, w_in, w_out] = 1 where w_in == w_out + j.
+  shift_KxWxWo = (np.arange(w)[None, :, None] == np.arange(w_out)[None, None, :]
+                  + np.arange(kw)[:, None, None]).astype(np.float32)
+  bands = jnp.einsum('jpw,ijco->ipcwo', shift_KxWxWo.astype(x.dtype),
+                     kernel_KxKxCxO).reshape(kh, w * c, w_out * o)
+  rows_BxHxWC = x.reshape(b, h, w * c)
+  y = sum(rows_BxHxWC[:, i:i + h_out] @ bands[i] for i in range(kh))
+  return y.reshape(b, h_out, w_out, o)
 
 
 class Conv(nn.Module):
@@ -53,6 +78,8 @@ class Conv(nn.Module):
     x_BxHxWxC, kernel, bias = nn.dtypes.promote_dtype(x_BxHxWxC, kernel, bias)
     if self.impl == 'matmul':
       y = conv_as_matmul(x_BxHxWxC, kernel, self.padding)
+    elif self.impl == 'banded':
+      y = conv_as_banded_matmul(x_BxHxWxC, kernel, self.padding)
     elif self.impl == 'xla':
       pad = [(self.padding, self.padding)] * 2
       y = jax.lax.conv_general_dilated(

@@ -41,7 +41,7 @@ def _setup(conv_impl='matmul', steps=2, epochs=2):
   return loss, to64(distilled), to64
 
 
-@pytest.mark.parametrize('conv_impl', ['matmul', 'xla'])
+@pytest.mark.parametrize('conv_impl', models.CONV_IMPLS)
 def test_meta_gradient_matches_finite_differences(conv_impl):
   with jax.enable_x64(True):
     loss_fn, distilled, _ = _setup(conv_impl)
