@@ -30,7 +30,6 @@ import jax.numpy as jnp
 
 sys.path.insert(0, '.')  # Run from the repo root without installing.
 from configs import mnist as mnist_config  # pylint: disable=g-import-not-at-top
-from ddistill import distill
 from ddistill import train
 
 _SETTING = flags.DEFINE_enum('setting', 'a', ['a', 'b', 'c', 'd'], 'Setting.')
@@ -67,16 +66,10 @@ def _unrolled_flops(config, train_x, train_y, key) -> float:
   unrolled, every step is counted.
   """
   shape = tuple(train_x.shape[1:])
-  program = train.build_program(config, 10, shape)
+  program = train.build_program(config, 10, shape, unroll=True)
   state = train.initial_state(config, program, train_x, train_y)
-  state = {k: v for k, v in state.items() if k != 'step'}
-  unrolled = jax.jit(lambda *a: distill.train_step(
-      *a, apply_fn=program.apply_fn, labels_SxN=program.labels_SxN,
-      optimizer=program.optimizer, batch_size=config.real_batch_size,
-      batching='vmap' if config.distill.batching == 'auto' else
-      config.distill.batching, remat=config.distill.remat, unroll=True))
-  compiled = unrolled.lower(state, program.sample_inits(key), train_x,
-                            train_y, key).compile()
+  compiled = program.step_fn.lower(state, program.sample_inits(key), train_x,
+                                   train_y, key).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   return float(cost.get('flops', float('nan')))

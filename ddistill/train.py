@@ -133,7 +133,9 @@ class Program:
 
 
 def build_program(config: ml_collections.ConfigDict, num_classes: int,
-                  image_shape: tuple[int, ...]) -> Program:
+                  image_shape: tuple[int, ...],
+                  unroll: int | bool = 1) -> Program:
+  """unroll: passed to the inner scans (True for exact FLOP counts)."""
   dc = config.distill
   model, apply_fn = build_model(config, num_classes, image_shape)
   labels_SxN = distill.distilled_labels(dc.steps, num_classes,
@@ -162,7 +164,7 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
       functools.partial(distill.train_step, apply_fn=apply_fn,
                         labels_SxN=labels_SxN, optimizer=optimizer,
                         batch_size=config.real_batch_size, batching=batching,
-                        remat=dc.remat),
+                        remat=dc.remat, unroll=unroll),
       in_shardings=(rep, inits_sharding, rep, rep, rep),
       out_shardings=(rep, rep))
   return Program(model, apply_fn, labels_SxN, optimizer, step_fn,
