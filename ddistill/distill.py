@@ -118,8 +118,12 @@ def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
 def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
                     real_y: jax.Array, *, apply_fn: ApplyFn,
                     labels_SxN: jax.Array, batching: str = 'vmap',
-                    remat: bool = True, unroll: int | bool = 1) -> jax.Array:
+                    remat: bool = True, unroll: int | bool = 1,
+                    num_valid: Optional[int] = None) -> jax.Array:
   """`outer_loss` averaged over the stacked inits `params0_I` (axis 0).
+
+  num_valid: average over the first `num_valid` inits only; the rest are
+  padding that lets the init axis split evenly over devices.
 
   batching: 'vmap' runs the inits as one batched computation (best on GPU
   and TPU); 'map' runs them one after another (`lax.map`), which on CPU
@@ -136,7 +140,7 @@ def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
     losses_I = jax.lax.map(loss_fn, params0_I)
   else:
     raise ValueError(f'unknown batching {batching!r}; known: {BATCHINGS}')
-  return losses_I.mean()
+  return losses_I[:num_valid].mean()
 
 
 def make_optimizer(learning_rate: float, b1: float, decay_every: int,
@@ -151,18 +155,19 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                train_y: jax.Array, key: jax.Array, *, apply_fn: ApplyFn,
                labels_SxN: jax.Array, optimizer: optax.GradientTransformation,
                batch_size: int, batching: str = 'vmap',
-               remat: bool = True,
-               unroll: int | bool = 1) -> tuple[dict, dict]:
+               remat: bool = True, unroll: int | bool = 1,
+               num_valid: Optional[int] = None) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
   state: {'distilled': Distilled, 'opt_state': ...}; `params0_I` holds the
-  initializations of this iteration, stacked on axis 0.
+  initializations of this iteration, stacked on axis 0 (only the first
+  `num_valid` count, if given).
   """
   idx_B = jax.random.randint(key, (batch_size,), 0, train_x.shape[0])
   loss, grads = jax.value_and_grad(mean_outer_loss)(
       state['distilled'], params0_I, train_x[idx_B], train_y[idx_B],
       apply_fn=apply_fn, labels_SxN=labels_SxN, batching=batching,
-      remat=remat, unroll=unroll)
+      remat=remat, unroll=unroll, num_valid=num_valid)
   updates, opt_state = optimizer.update(grads, state['opt_state'],
                                         state['distilled'])
   distilled = optax.apply_updates(state['distilled'], updates)

@@ -146,6 +146,7 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
   batching = 'vmap' if dc.batching == 'auto' else dc.batching
   mesh = sharding.make_mesh()
   rep = sharding.replicated(mesh)
+  num_valid = None
   if dc.init_mode == 'fixed':
     # One init cannot be split: every device runs it (same result anywhere).
     fixed = sharding.put(sharding.to_host(inits.sample_params(
@@ -153,18 +154,20 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
     sample_inits = lambda key: fixed
     inits_sharding = rep
   else:
-    if dc.num_inits % mesh.size:
-      raise config_checks.ConfigError(
-          f'config.distill.num_inits = {dc.num_inits} must be a multiple of '
-          f'the number of devices ({mesh.size}) to split the inits over them')
+    # The inits are those a 1-device run samples; when they do not split
+    # evenly over the devices, copies of the first pad them and are left out
+    # of the loss, so results do not depend on the device count.
+    num_valid = dc.num_inits
+    extra = -num_valid % mesh.size
+    pad = lambda a: jnp.concatenate([a] + [a[:1]] * extra)
     inits_sharding = sharding.split_inits(mesh)
-    sample_inits = jax.jit(lambda key: inits.sample_params(
-        model, key, dc.num_inits, image_shape), out_shardings=inits_sharding)
+    sample_inits = jax.jit(lambda key: jax.tree.map(pad, inits.sample_params(
+        model, key, num_valid, image_shape)), out_shardings=inits_sharding)
   step_fn = jax.jit(
       functools.partial(distill.train_step, apply_fn=apply_fn,
                         labels_SxN=labels_SxN, optimizer=optimizer,
                         batch_size=config.real_batch_size, batching=batching,
-                        remat=dc.remat, unroll=unroll),
+                        remat=dc.remat, unroll=unroll, num_valid=num_valid),
       in_shardings=(rep, inits_sharding, rep, rep, rep),
       out_shardings=(rep, rep))
   return Program(model, apply_fn, labels_SxN, optimizer, step_fn,

@@ -44,6 +44,22 @@ def test_vmap_and_map_match_a_python_loop_over_inits():
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 
+def test_padding_inits_are_left_out_of_the_loss_and_gradients():
+  # Inits are padded to split evenly over devices; the padding must not count.
+  model, params0_I, labels, distilled, x, y = _problem(num_inits=3)
+  loss_fn = functools.partial(distill.mean_outer_loss, real_x=x, real_y=y,
+                              apply_fn=models.Apply(model), labels_SxN=labels)
+  first_two = jax.tree.map(lambda a: a[:2], params0_I)
+  ref_loss, ref_grads = jax.value_and_grad(loss_fn)(distilled, first_two)
+  loss, grads = jax.value_and_grad(functools.partial(loss_fn, num_valid=2))(
+      distilled, params0_I)
+  all_three = loss_fn(distilled, params0_I)
+  assert abs(float(all_three) - float(ref_loss)) > 1e-4  # The pad matters...
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)  # ...unless left out.
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_unknown_batching_is_an_error():
   model, params0_I, labels, distilled, x, y = _problem()
   with pytest.raises(ValueError, match='batching'):
