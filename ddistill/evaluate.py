@@ -6,7 +6,7 @@ faster than vmap over conv weights and bounds memory on any device.
 """
 
 import functools
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,25 +19,47 @@ from ddistill import sharding
 
 @functools.lru_cache(maxsize=None)
 def _programs(apply_fn: distill.ApplyFn, mesh: Mesh):
-  """Jitted (train, count_correct), each split over the mesh's models."""
+  """Jitted (train, train_fixed_lr, count_correct), split over the models."""
 
   def train_shard(params0_M, images_SxNxHxWxC, labels_SxN, lrs_T):
     train_one = lambda p: distill.train_on_distilled(
         apply_fn, p, images_SxNxHxWxC, labels_SxN, lrs_T, remat=False)
     return jax.lax.map(train_one, params0_M)
 
+  def train_fixed_lr_shard(params_M, x_NxHxWxC, y_N, lr, num_steps):
+    # num_steps is traced, so every step count shares one compiled program.
+    step = lambda _, p: distill.gd_step(apply_fn, p, x_NxHxWxC, y_N, lr)
+    return jax.lax.map(lambda p: jax.lax.fori_loop(0, num_steps, step, p),
+                       params_M)
+
   def count_shard(params_M, x_BxHxWxC, y_B):
     correct = lambda p: jnp.sum(jnp.argmax(apply_fn(p, x_BxHxWxC), -1) == y_B)
     return jax.lax.map(correct, params_M)
 
-  models = P(sharding.AXIS)
-  train = jax.jit(jax.shard_map(train_shard, mesh=mesh,
-                                in_specs=(models, P(), P(), P()),
-                                out_specs=models))
-  count = jax.jit(jax.shard_map(count_shard, mesh=mesh,
-                                in_specs=(models, P(), P()),
-                                out_specs=models))
-  return train, count
+  models, rep = P(sharding.AXIS), P()
+  split = lambda f, n_rep: jax.jit(jax.shard_map(
+      f, mesh=mesh, in_specs=(models,) + (rep,) * n_rep, out_specs=models))
+  return split(train_shard, 3), split(train_fixed_lr_shard, 4), split(
+      count_shard, 2)
+
+
+def _split_models(params_M: distill.Params, mesh: Mesh):
+  """Host or global stacked params -> split over the mesh, padded; and M."""
+  params_M, num_models = sharding.pad_to_multiple(sharding.to_host(params_M),
+                                                  mesh.size)
+  return sharding.put(params_M, sharding.split_inits(mesh)), num_models
+
+
+def _accuracy(apply_fn, params_M, num_models: int, test_x: np.ndarray,
+              test_y: np.ndarray, mesh: Mesh, chunk: int) -> np.ndarray:
+  count = _programs(apply_fn, mesh)[2]
+  rep = sharding.replicated(mesh)
+  correct = np.zeros(num_models, np.int64)
+  for start in range(0, len(test_x), chunk):
+    batch = sharding.put((test_x[start:start + chunk],
+                          test_y[start:start + chunk]), rep)
+    correct += sharding.to_host(count(params_M, *batch))[:num_models]
+  return correct / len(test_x)
 
 
 def evaluate_set(apply_fn: distill.ApplyFn, params0_M: distill.Params,
@@ -47,19 +69,37 @@ def evaluate_set(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                  chunk: int = 2500) -> np.ndarray:
   """Test accuracies [M] of the stacked inits trained on (images, lrs)."""
   mesh = mesh or sharding.make_mesh()
-  train, count = _programs(apply_fn, mesh)
-  params0_M, num_models = sharding.pad_to_multiple(
-      sharding.to_host(params0_M), mesh.size)
-  rep = sharding.replicated(mesh)
-  params_M = train(sharding.put(params0_M, sharding.split_inits(mesh)),
-                   *sharding.put(sharding.to_host(
-                       (images_SxNxHxWxC, labels_SxN, lrs_T)), rep))
-  correct = np.zeros(num_models, np.int64)
-  for start in range(0, len(test_x), chunk):
-    batch = sharding.put((test_x[start:start + chunk],
-                          test_y[start:start + chunk]), rep)
-    correct += sharding.to_host(count(params_M, *batch))[:num_models]
-  return correct / len(test_x)
+  train = _programs(apply_fn, mesh)[0]
+  params0_M, num_models = _split_models(params0_M, mesh)
+  params_M = train(params0_M, *sharding.put(sharding.to_host(
+      (images_SxNxHxWxC, labels_SxN, lrs_T)), sharding.replicated(mesh)))
+  return _accuracy(apply_fn, params_M, num_models, test_x, test_y, mesh, chunk)
+
+
+def evaluate_fixed_lr(apply_fn: distill.ApplyFn, params0_M: distill.Params,
+                      x_NxHxWxC: np.ndarray, y_N: np.ndarray, lr: float,
+                      step_counts: Sequence[int], test_x: np.ndarray,
+                      test_y: np.ndarray, mesh: Optional[Mesh] = None,
+                      chunk: int = 2500) -> np.ndarray:
+  """Accuracies [len(step_counts), M]: full-batch GD on one set at lr.
+
+  One training run per model, tested after each count of steps (sorted
+  ascending), as the baselines' step grid needs.
+  """
+  if list(step_counts) != sorted(step_counts) or min(step_counts) < 0:
+    raise ValueError(f'step_counts must be ascending and >= 0: {step_counts}')
+  mesh = mesh or sharding.make_mesh()
+  train_fixed_lr = _programs(apply_fn, mesh)[1]
+  params_M, num_models = _split_models(params0_M, mesh)
+  x, y, lr = sharding.put((np.asarray(x_NxHxWxC), np.asarray(y_N),
+                           np.float32(lr)), sharding.replicated(mesh))
+  accs, done = [], 0
+  for count in step_counts:
+    params_M = train_fixed_lr(params_M, x, y, lr, np.int32(count - done))
+    done = count
+    accs.append(_accuracy(apply_fn, params_M, num_models, test_x, test_y,
+                          mesh, chunk))
+  return np.stack(accs)
 
 
 def summarize(accs: np.ndarray) -> dict:

@@ -7,8 +7,6 @@ r"""Distills MNIST (or any dataset the config names).
 Rerunning the same command resumes from the workdir's latest checkpoint.
 """
 
-import logging as std_logging
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -16,6 +14,7 @@ import jax
 from ml_collections import config_flags
 
 from ddistill import train
+from experiments import quiet_logs
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/mnist.py', 'Experiment config file (path[:variant]).',
@@ -37,17 +36,9 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None,
                                    "This process's index, with the above.")
 
 
-class _QuietOrbax(std_logging.Filter):
-  """Drops orbax's per-checkpoint INFO lines; warnings still show."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or 'orbax' not in (
-        record.pathname)
-
-
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietOrbax())
+  quiet_logs.install()
   if _DISTRIBUTED.value:
     if jax.config.jax_platforms in (None, '', 'cpu'):
       # Cross-process collectives on CPU go through gloo.
