@@ -19,10 +19,13 @@ setup(
         'optax>=0.2.3',
         'orbax-checkpoint>=0.11',
         'pillow>=10.0',
+        'scikit-learn>=1.3',  # k-means++ for the baselines.
         'tensorflow-datasets>=4.9.7',
         'tqdm>=4.66',
     ],
     extras_require={
-        'test': ['pytest>=8.0'],
+        'test': ['pytest>=8.0', 'nbclient>=0.10', 'nbformat>=5.9',
+                 'ipykernel>=6.29', 'matplotlib>=3.8'],
+        'notebook': ['matplotlib>=3.8'],
     },
 )
