@@ -14,6 +14,7 @@ setup(
         'h5py>=3.10',
         'jax>=0.4.35',
         'jaxlib>=0.4.35',
+        'matplotlib>=3.8',  # Figure 3's plot.
         'ml-collections>=0.1.1',
         'numpy>=1.26',
         'optax>=0.2.3',
@@ -25,7 +26,6 @@ setup(
     ],
     extras_require={
         'test': ['pytest>=8.0', 'nbclient>=0.10', 'nbformat>=5.9',
-                 'ipykernel>=6.29', 'matplotlib>=3.8'],
-        'notebook': ['matplotlib>=3.8'],
+                 'ipykernel>=6.29'],
     },
 )

@@ -23,17 +23,6 @@ from ddistill import tables
 from ddistill import train
 
 
-def _ours(run_config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """A distillation run's results (run now, or read back if it finished)."""
-  path = os.path.join(workdir, 'results.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      done = json.load(f)
-    if done['config'] == json.loads(run_config.to_json()):
-      return done
-  return train.train_and_evaluate(run_config, workdir)
-
-
 def _seed(key: jax.Array) -> int:
   """An int seed for scikit-learn, drawn from a jax key."""
   return int(jax.random.randint(key, (), 0, 2**31 - 1))
@@ -121,8 +110,8 @@ def run_table1(config: ml_collections.ConfigDict,
     ds = config[name]
     folder = os.path.join(workdir, name)
     os.makedirs(folder, exist_ok=True)
-    fixed = _ours(ds.fixed, os.path.join(folder, 'ours_fixed'))
-    rand = _ours(ds.random, os.path.join(folder, 'ours_random'))
+    fixed = train.run_or_load(ds.fixed, os.path.join(folder, 'ours_fixed'))
+    rand = train.run_or_load(ds.random, os.path.join(folder, 'ours_random'))
     distilled_lrs = np.asarray(
         np.load(os.path.join(folder, 'ours_random', 'distilled.npz'))['lrs'])
     data = datasets.load_dataset(ds.random.data.name, ds.random.data.source,

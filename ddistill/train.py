@@ -267,6 +267,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return _finish(config, workdir, data, program, state)
 
 
+def run_or_load(config: ml_collections.ConfigDict,
+                workdir: str) -> dict[str, Any]:
+  """A run's results: read back if the workdir finished this config, else run.
+
+  Tables and sweeps call this per cell, so rerunning them skips finished
+  cells and resumes unfinished ones from their checkpoints.
+  """
+  path = os.path.join(workdir, 'results.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      done = json.load(f)
+    if done['config'] == json.loads(config.to_json()):
+      return done
+  return train_and_evaluate(config, workdir)
+
+
 def _finish(config, workdir, data, program: Program,
             state) -> dict[str, Any]:
   """Final held-out evaluation and the run's output files (process 0)."""

@@ -182,3 +182,22 @@ def test_unknown_table_dataset_is_an_error(tmp_path):
   config.datasets = 'mnist,imagenet'
   with pytest.raises(ValueError, match="unknown \\['imagenet'\\]"):
     table1.run_table1(config, str(tmp_path))
+
+
+def test_figure3_validates_and_plots(tmp_path):
+  from configs import figure3 as figure3_config
+  from ddistill import figure3
+  config = figure3_config.get_config('quick')
+  config.init_modes = 'fixed,pretrained'
+  with pytest.raises(ValueError, match='init_modes'):
+    figure3.run_figure3(config, str(tmp_path))
+  config.init_modes, config.gd_steps = 'fixed', (0, 2)
+  with pytest.raises(ValueError, match='gd_steps'):
+    figure3.run_figure3(config, str(tmp_path))
+  points = [{'init_mode': m, 'gd_steps': n, 'images_per_class': 10,
+             'mean': 0.5 + n / 100, 'std': 0.01, 'n_models': 3}
+            for m in ('fixed', 'random') for n in (1, 10)]
+  figure3._write(points, str(tmp_path), 'mnist')
+  assert (tmp_path / 'figure3.png').stat().st_size > 1000
+  rows = (tmp_path / 'figure3.csv').read_text().splitlines()
+  assert rows[0].startswith('init_mode,gd_steps') and len(rows) == 5
