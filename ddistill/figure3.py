@@ -62,6 +62,9 @@ def _write(points: list[dict], workdir: str, dataset: str) -> None:
                 yerr=[100 * p['std'] for p in ps], marker='o', capsize=3,
                 label=f'{mode} init')
   ax.set_xscale('log')
+  ticks = sorted({p['gd_steps'] for p in points})
+  ax.set_xticks(ticks, [str(t) for t in ticks])
+  ax.minorticks_off()
   ax.set_xlabel('GD steps (one batch of distilled images, reused)')
   ax.set_ylabel('test accuracy (%)')
   ax.set_title(f'{dataset}: accuracy vs. GD steps')

@@ -2,6 +2,8 @@
 
 import csv
 import io
+import json
+import os
 from typing import Optional
 
 # Table 1: test accuracy (%) with ten images per class.
@@ -68,3 +70,40 @@ def table1(results: dict[str, dict[str, dict]]) -> tuple[str, str]:
   buf = io.StringIO()
   csv.writer(buf).writerows([header] + rows)
   return '\n'.join(md) + '\n', buf.getvalue()
+
+
+# Table 4: final average accuracy (%) over all tasks; None: not in the paper.
+TABLE4_ROWS = (  # (variant workdir, memory per task, method, paper MNIST, C100)
+    ('gem', 10, 'GEM', 67.4, 43.8),
+    ('gem_distilled', 10, 'GEM + ours (distilled memory)', 75.6, 52.8),
+    ('icarl', 10, 'iCaRL', None, 42.4),
+    ('gem40', 40, 'GEM', 75.3, 51.6),
+    ('icarl40', 40, 'iCaRL', None, 45.8),
+    ('gem50', 50, 'GEM', 75.8, 52.4),
+    ('icarl50', 50, 'iCaRL', None, 46.9),
+    ('ewc', 0, 'EWC (no memory)', 63.5, 45.6),
+    ('sgd', 0, 'Plain SGD (no memory; not in the paper)', None, None),
+)
+
+
+def table4_from_runs(runs_dir: str) -> str:
+  """Markdown Table 4 from `<runs_dir>/<variant>/results.json` files."""
+  lines = ['| memory / task | method | permuted MNIST, ours | paper | '
+           'CIFAR-100, ours | paper |', '|---|---|---|---|---|---|']
+  for variant, memory, method, paper_mnist, paper_c100 in TABLE4_ROWS:
+    path = os.path.join(runs_dir, variant, 'results.json')
+    ours = 'not run'
+    if os.path.exists(path):
+      with open(path) as f:
+        r = json.load(f)
+      acc = r['final_accuracy']
+      ours = (f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} "
+              f"({acc['n_seeds']} seeds; {_setting(r['best_setting'])})")
+    fmt = lambda v: '—' if v is None else f'{v:.1f}'
+    lines.append(f'| {memory} | {method} | {ours} | {fmt(paper_mnist)} | '
+                 f'not run (no CIFAR-100 offline) | {fmt(paper_c100)} |')
+  return '\n'.join(lines) + '\n'
+
+
+def _setting(setting: dict) -> str:
+  return ', '.join(f'{k} {v:g}' for k, v in setting.items())

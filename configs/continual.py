@@ -1,0 +1,67 @@
+"""Continual learning on permuted MNIST (the paper's Table 4).
+
+`python -m experiments.continual --config configs/continual.py:VARIANT`
+Variants: sgd, ewc, gem (10 real images per task), gem40, gem50,
+gem_distilled (10 distilled images per task), quick (a smoke run).
+"""
+
+import ml_collections
+
+VARIANTS = ('sgd', 'ewc', 'gem', 'gem40', 'gem50', 'gem_distilled', 'quick')
+
+
+def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
+  if variant not in VARIANTS:
+    raise ValueError(f'unknown config variant {variant!r}; known: {VARIANTS}')
+  config = ml_collections.ConfigDict()
+  config.seeds = '0,1,2'  # One run per seed; mean ± std over them.
+  config.num_tasks = 20  # Permutations of MNIST.
+  config.train_per_task = 1000  # Training images per task.
+  config.model = 'mlp'  # Two hidden layers of 100 ReLU units.
+  config.init = 'xavier_normal'  # Initialization of the learner.
+
+  learner = config.learner = ml_collections.ConfigDict()
+  learner.method = 'gem'  # sgd | ewc | gem.
+  learner.memory = 'real'  # gem's memory: real | distilled.
+  learner.memory_per_task = 10  # Memory images per task (real).
+  learner.lr = 0.1  # SGD step size (paper: 0.1).
+  learner.batch_size = 10  # One pass over each task in batches of this size.
+  learner.gem_margin = 0.0  # GEM's γ, when gem_margins has one value.
+  learner.ewc_lambda = 0.0  # EWC penalty strength, when one value.
+  learner.ewc_samples = 1000  # Examples per task for EWC's Fisher.
+
+  # The hyperparameter grid; the best mean over seeds is reported.
+  config.gem_margins = '0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1'  # Paper's.
+  config.ewc_lambdas = '1,10,100,1000'  # EWC strengths tried.
+
+  # Distilled memory (gem_distilled): per task, images_per_class images of
+  # each class, one batch applied for gd_steps steps with learned lrs,
+  # trained over num_inits random Xavier inits per iteration.
+  d = learner.distill = ml_collections.ConfigDict()
+  d.images_per_class = 1  # 10 classes -> 10 images per task.
+  d.gd_steps = 2000  # As in the paper.
+  d.lr_init = 0.02  # Starting inner lr.
+  d.lr = 0.01  # Adam step size.
+  d.decay_every = 100  # Iterations between halvings of d.lr.
+  d.num_inits = 4  # Random inits per iteration.
+  d.batch_size = 1000  # Real images per iteration (the whole task).
+  d.iterations = 300  # Outer iterations per task.
+
+  if variant == 'sgd':
+    learner.method = 'sgd'
+  elif variant == 'ewc':
+    learner.method = 'ewc'
+  elif variant in ('gem40', 'gem50'):
+    learner.memory_per_task = int(variant[3:])
+  elif variant == 'gem_distilled':
+    learner.memory = 'distilled'
+  elif variant == 'quick':
+    config.seeds = '0'
+    config.num_tasks = 3
+    config.train_per_task = 100
+    config.gem_margins = '0,0.5'
+    learner.memory = 'distilled'
+    d.gd_steps = 5
+    d.iterations = 3
+    d.batch_size = 100
+  return config

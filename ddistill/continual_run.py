@@ -1,0 +1,130 @@
+"""A continual-learning experiment: every seed x hyperparameter, best reported.
+
+`run_continual(config, workdir)` writes to the workdir:
+  runs.json     every finished (hyperparameter, seed) run with its accuracy
+                matrix; a rerun skips them (resume);
+  memories/     distilled memories, one .npz per (seed, task), reused across
+                GEM margins and reruns;
+  results.json  the best hyperparameter's final average accuracy, mean ± std
+                over seeds, and its accuracy matrices.
+"""
+
+import json
+import os
+from typing import Callable, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from ddistill import continual
+from ddistill import datasets
+from ddistill import export
+from ddistill import inits
+from ddistill import models
+from ddistill import task_streams
+
+
+def _floats(text: str, field: str) -> list[float]:
+  try:
+    values = [float(v) for v in str(text).split(',') if v.strip()]
+  except ValueError as e:
+    raise ValueError(f'config.{field}: {text!r} is not comma-separated '
+                     'numbers') from e
+  if not values:
+    raise ValueError(f'config.{field} is empty')
+  return values
+
+
+def grid(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
+  """The (learner field, value) settings the method is tried with."""
+  method = config.learner.method
+  if method == 'gem':
+    return [('gem_margin', v) for v in _floats(config.gem_margins,
+                                                'gem_margins')]
+  if method == 'ewc':
+    return [('ewc_lambda', v) for v in _floats(config.ewc_lambdas,
+                                                'ewc_lambdas')]
+  if method == 'sgd':
+    return [('lr', config.learner.lr)]
+  raise ValueError(f'config.learner.method {method!r}; known: '
+                   f'{continual.METHODS}')
+
+
+def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
+  """Distilled memories, cached on disk per (seed, task); None for real."""
+  if config.learner.memory == 'real':
+    return None
+  if config.learner.memory != 'distilled':
+    raise ValueError(f"config.learner.memory {config.learner.memory!r}; use "
+                     "'real' or 'distilled'")
+  folder = os.path.join(workdir, 'memories')
+  os.makedirs(folder, exist_ok=True)
+  key = jax.random.fold_in(jax.random.key(seed), 1)
+
+  def make(t, task):
+    path = os.path.join(folder, f'seed{seed}_task{t}.npz')
+    if os.path.exists(path):
+      d = export.load_distilled(path)
+      return d.images[0], d.labels[0]
+    x, y = continual.distilled_memory(task, jax.random.fold_in(key, t), model,
+                                      config.learner.distill, 10)
+    export.save_distilled(path, export.DistilledSet(
+        x[None], y[None], np.zeros(1, np.float32), np.zeros(1), np.ones(1),
+        1))
+    return x, y
+
+  return make
+
+
+def run_continual(config: ml_collections.ConfigDict, workdir: str,
+                  log: Callable[[str], None] = print) -> dict:
+  seeds = [int(s) for s in _floats(config.seeds, 'seeds')]
+  settings = grid(config)
+  os.makedirs(workdir, exist_ok=True)
+  runs_path = os.path.join(workdir, 'runs.json')
+  runs = {}
+  if os.path.exists(runs_path):
+    with open(runs_path) as f:
+      runs = json.load(f)
+  data = task_streams.unit_pixels(datasets.load_dataset('mnist'))
+  model = models.make_model(config.model, 10, data.image_shape,
+                            inits.kernel_initializer(config.init))
+  for field, value in settings:
+    for seed in seeds:
+      name = f'{field}={value:g},seed={seed}'
+      if name in runs:
+        continue
+      learner = ml_collections.ConfigDict(config.learner.to_dict())
+      learner[field] = value
+      k_stream, k_learner = jax.random.split(jax.random.key(seed))
+      stream = task_streams.permuted(data, k_stream, config.num_tasks,
+                                     config.train_per_task)
+      R = continual.run_stream(learner, stream, model, k_learner,
+                               _memory_fn(config, model, seed, workdir))
+      runs[name] = {'setting': {field: value}, 'seed': seed,
+                    'final_accuracy': float(R[-1].mean()),
+                    'accuracy_matrix': R.tolist()}
+      log(f'{name}: final average accuracy {R[-1].mean():.4f}')
+      with open(runs_path + '.tmp', 'w') as f:
+        json.dump(runs, f)
+      os.replace(runs_path + '.tmp', runs_path)
+  summary = []
+  for field, value in settings:
+    accs = [runs[f'{field}={value:g},seed={s}']['final_accuracy']
+            for s in seeds]
+    summary.append({'setting': {field: value}, 'mean': float(np.mean(accs)),
+                    'std': float(np.std(accs)), 'n_seeds': len(accs)})
+  best = max(summary, key=lambda r: r['mean'])
+  (field, value), = best['setting'].items()
+  results = {
+      'final_accuracy': {k: best[k] for k in ('mean', 'std', 'n_seeds')},
+      'best_setting': best['setting'],
+      'grid': summary,
+      'accuracy_matrices': [runs[f'{field}={value:g},seed={s}']
+                            ['accuracy_matrix'] for s in seeds],
+      'config': json.loads(config.to_json()),
+  }
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=2)
+  return results
