@@ -20,6 +20,7 @@ setup(
         'optax>=0.2.3',
         'orbax-checkpoint>=0.11',
         'pillow>=10.0',
+        'quadprog>=0.1.11',  # GEM's quadratic program.
         'scikit-learn>=1.3',  # k-means++ for the baselines.
         'tensorflow-datasets>=4.9.7',
         'tqdm>=4.66',

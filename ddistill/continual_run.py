@@ -100,21 +100,33 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
       k_stream, k_learner = jax.random.split(jax.random.key(seed))
       stream = task_streams.permuted(data, k_stream, config.num_tasks,
                                      config.train_per_task)
-      R = continual.run_stream(learner, stream, model, k_learner,
-                               _memory_fn(config, model, seed, workdir))
-      runs[name] = {'setting': {field: value}, 'seed': seed,
-                    'final_accuracy': float(R[-1].mean()),
-                    'accuracy_matrix': R.tolist()}
-      log(f'{name}: final average accuracy {R[-1].mean():.4f}')
+      try:
+        R = continual.run_stream(learner, stream, model, k_learner,
+                                 _memory_fn(config, model, seed, workdir))
+      except FloatingPointError as e:
+        # A setting of the grid that diverges (e.g. a large EWC lambda at
+        # lr 0.1) is recorded as such; the rest of the grid goes on.
+        runs[name] = {'setting': {field: value}, 'seed': seed,
+                      'diverged': str(e)}
+        log(f'{name}: diverged ({e})')
+      else:
+        runs[name] = {'setting': {field: value}, 'seed': seed,
+                      'final_accuracy': float(R[-1].mean()),
+                      'accuracy_matrix': R.tolist()}
+        log(f'{name}: final average accuracy {R[-1].mean():.4f}')
       with open(runs_path + '.tmp', 'w') as f:
         json.dump(runs, f)
       os.replace(runs_path + '.tmp', runs_path)
   summary = []
   for field, value in settings:
-    accs = [runs[f'{field}={value:g},seed={s}']['final_accuracy']
-            for s in seeds]
+    done = [runs[f'{field}={value:g},seed={s}'] for s in seeds]
+    if any('diverged' in r for r in done):
+      continue
+    accs = [r['final_accuracy'] for r in done]
     summary.append({'setting': {field: value}, 'mean': float(np.mean(accs)),
                     'std': float(np.std(accs)), 'n_seeds': len(accs)})
+  if not summary:
+    raise FloatingPointError(f'every setting diverged; see {runs_path}')
   best = max(summary, key=lambda r: r['mean'])
   (field, value), = best['setting'].items()
   results = {

@@ -1,0 +1,107 @@
+"""Continual learning: streams, GEM's projection, and the learners."""
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import continual as continual_config
+from ddistill import continual
+from ddistill import continual_run
+from ddistill import gem
+from ddistill import inits
+from ddistill import models
+from ddistill import task_streams
+
+
+def test_projection_keeps_agreeing_gradients_and_fixes_conflicts():
+  rng = np.random.default_rng(0)
+  g = rng.standard_normal(6)
+  agree = np.stack([g + 0.1 * rng.standard_normal(6), g])
+  np.testing.assert_array_equal(gem.project(g, agree), g)
+  a = -g + 0.3 * rng.standard_normal(6)  # Conflicts: a . g < 0.
+  assert a @ g < 0
+  out = gem.project(g, a[None], eps=1e-9)
+  # One constraint: the closest vector with a . g~ = 0 is g minus its part
+  # along a.
+  np.testing.assert_allclose(out, g - (a @ g) / (a @ a) * a, atol=1e-6)
+  many = rng.standard_normal((4, 6))
+  out = gem.project(g, many, eps=1e-9)
+  assert np.all(many @ out >= -1e-6)
+  # The margin γ pushes the update further towards the memories.
+  pushed = gem.project(g, many, margin=0.5, eps=1e-9)
+  assert (many @ pushed).sum() > (many @ out).sum()
+
+
+def test_permuted_stream_permutes_pixels_and_draws_its_own_images(mnist):
+  stream = task_streams.permuted(mnist, jax.random.key(0), 3, 50)
+  t0, t1 = stream.task(0), stream.task(1)
+  assert t0.train_x.shape == (50, 28, 28, 1) and len(t0.test_x) == 10000
+  flat = mnist.test_images.reshape(10000, -1)
+  np.testing.assert_array_equal(t1.test_x.reshape(10000, -1),
+                                flat[:, stream.perms[1]])
+  assert not np.array_equal(stream.perms[0], stream.perms[1])
+  assert sorted(stream.perms[2]) == list(range(784))
+  with pytest.raises(ValueError, match='train_per_task'):
+    task_streams.permuted(mnist, jax.random.key(0), 2, 10**6)
+  unit = task_streams.unit_pixels(mnist)
+  assert unit.train_images.min() >= -1e-6 and unit.train_images.max() <= 1.0
+
+
+def test_split_stream_takes_consecutive_classes(mnist):
+  stream = task_streams.split(mnist, 5)
+  assert len(stream) == 2 and stream.task(1).classes == (5, 6, 7, 8, 9)
+  assert set(np.unique(stream.task(1).train_y)) == {5, 6, 7, 8, 9}
+  with pytest.raises(ValueError, match='divide'):
+    task_streams.split(mnist, 3)
+
+
+def _learner(method, **kw):
+  c = continual_config.get_config('gem').learner
+  c.method = method
+  c.update(kw)
+  return c
+
+
+def test_memory_and_penalty_reduce_forgetting(mnist):
+  data = task_streams.unit_pixels(mnist)
+  stream = task_streams.permuted(data, jax.random.key(0), 3, 600)
+  model = models.make_model('mlp', 10, (28, 28, 1),
+                            inits.kernel_initializer('xavier_normal'))
+  run = lambda c: continual.run_stream(c, stream, model, jax.random.key(1))
+  sgd = run(_learner('sgd'))
+  assert sgd.shape == (3, 3) and sgd[0, 0] > 0.6  # It learns the first task.
+  gem_R = run(_learner('gem', memory_per_task=50))
+  ewc_R = run(_learner('ewc', ewc_lambda=10.0, ewc_samples=300))
+  forgetting = lambda R: (R[0, 0] - R[-1, 0])
+  assert forgetting(gem_R) < forgetting(sgd) - 0.02
+  assert forgetting(ewc_R) < forgetting(sgd) - 0.02
+
+
+def test_distilled_memory_has_one_image_per_class_and_learns(mnist):
+  data = task_streams.unit_pixels(mnist)
+  task = task_streams.permuted(data, jax.random.key(0), 1, 500).task(0)
+  model = models.make_model('mlp', 10, (28, 28, 1),
+                            inits.kernel_initializer('xavier_normal'))
+  dc = continual_config.get_config('gem_distilled').learner.distill
+  dc.gd_steps, dc.iterations, dc.batch_size = 10, 30, 500
+  x, y = continual.distilled_memory(task, jax.random.key(0), model, dc, 10)
+  assert x.shape == (10, 28, 28, 1) and list(y) == list(range(10))
+  assert np.all(np.isfinite(x))
+  # They start as real images of the task and are optimized away from them.
+  flat = task.train_x.reshape(len(task.train_x), -1)
+  gaps = [np.abs(flat - im.ravel()).max(axis=1).min() for im in x]
+  assert min(gaps) > 1e-3
+
+
+def test_bad_continual_settings_are_errors():
+  config = continual_config.get_config('gem')
+  config.learner.method = 'lwf'
+  with pytest.raises(ValueError, match='method'):
+    continual_run.grid(config)
+  config.learner.method = 'gem'
+  config.gem_margins = '0,a'
+  with pytest.raises(ValueError, match='gem_margins'):
+    continual_run.grid(config)
+  with pytest.raises(ValueError, match='unknown config variant'):
+    continual_config.get_config('icarl')
