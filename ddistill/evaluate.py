@@ -1,8 +1,9 @@
 """Held-out evaluation: train fresh networks on a set, test on real data.
 
 The held-out models are split over the devices of the mesh; each device
-trains and tests its share one model at a time (`lax.map`), which on CPU is
-faster than vmap over conv weights and bounds memory on any device.
+trains and tests its share in parallel with `vmap` on GPU and TPU, and one
+model at a time (`lax.map`) on CPU, where vmap over conv weights turns into
+slow grouped convolutions.
 """
 
 import functools
@@ -17,24 +18,32 @@ from ddistill import distill
 from ddistill import sharding
 
 
+def models_per_batch(mesh: Mesh) -> Optional[int]:
+  """Models a device trains at once: 1 on CPU; vmapped chunks elsewhere
+  (chunks, not all at once, so 200 AlexCifarNets fit in device memory)."""
+  return None if mesh.devices.flat[0].platform == 'cpu' else 16
+
+
 @functools.lru_cache(maxsize=None)
-def _programs(apply_fn: distill.ApplyFn, mesh: Mesh):
+def _programs(apply_fn: distill.ApplyFn, mesh: Mesh,
+              per_batch: Optional[int]):
   """Jitted (train, train_fixed_lr, count_correct), split over the models."""
+  each = functools.partial(jax.lax.map, batch_size=per_batch)
 
   def train_shard(params0_M, images_SxNxHxWxC, labels_SxN, lrs_T):
     train_one = lambda p: distill.train_on_distilled(
         apply_fn, p, images_SxNxHxWxC, labels_SxN, lrs_T, remat=False)
-    return jax.lax.map(train_one, params0_M)
+    return each(train_one, params0_M)
 
   def train_fixed_lr_shard(params_M, x_NxHxWxC, y_N, lr, num_steps):
     # num_steps is traced, so every step count shares one compiled program.
     step = lambda _, p: distill.gd_step(apply_fn, p, x_NxHxWxC, y_N, lr)
-    return jax.lax.map(lambda p: jax.lax.fori_loop(0, num_steps, step, p),
-                       params_M)
+    return each(lambda p: jax.lax.fori_loop(0, num_steps, step, p),
+                params_M)
 
   def count_shard(params_M, x_BxHxWxC, y_B):
     correct = lambda p: jnp.sum(jnp.argmax(apply_fn(p, x_BxHxWxC), -1) == y_B)
-    return jax.lax.map(correct, params_M)
+    return each(correct, params_M)
 
   models, rep = P(sharding.AXIS), P()
   split = lambda f, n_rep: jax.jit(jax.shard_map(
@@ -51,8 +60,9 @@ def _split_models(params_M: distill.Params, mesh: Mesh):
 
 
 def _accuracy(apply_fn, params_M, num_models: int, test_x: np.ndarray,
-              test_y: np.ndarray, mesh: Mesh, chunk: int) -> np.ndarray:
-  count = _programs(apply_fn, mesh)[2]
+              test_y: np.ndarray, mesh: Mesh, chunk: int,
+              per_batch: Optional[int]) -> np.ndarray:
+  count = _programs(apply_fn, mesh, per_batch)[2]
   rep = sharding.replicated(mesh)
   correct = np.zeros(num_models, np.int64)
   for start in range(0, len(test_x), chunk):
@@ -65,15 +75,21 @@ def _accuracy(apply_fn, params_M, num_models: int, test_x: np.ndarray,
 def evaluate_set(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                  images_SxNxHxWxC: jax.Array, labels_SxN: jax.Array,
                  lrs_T: jax.Array, test_x: np.ndarray, test_y: np.ndarray,
-                 mesh: Optional[Mesh] = None,
-                 chunk: int = 2500) -> np.ndarray:
-  """Test accuracies [M] of the stacked inits trained on (images, lrs)."""
+                 mesh: Optional[Mesh] = None, chunk: int = 2500,
+                 per_batch: Optional[int] = -1) -> np.ndarray:
+  """Test accuracies [M] of the stacked inits trained on (images, lrs).
+
+  per_batch: models trained at once per device (None: one at a time);
+  -1 picks `models_per_batch(mesh)`.
+  """
   mesh = mesh or sharding.make_mesh()
-  train = _programs(apply_fn, mesh)[0]
+  per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
+  train = _programs(apply_fn, mesh, per_batch)[0]
   params0_M, num_models = _split_models(params0_M, mesh)
   params_M = train(params0_M, *sharding.put(sharding.to_host(
       (images_SxNxHxWxC, labels_SxN, lrs_T)), sharding.replicated(mesh)))
-  return _accuracy(apply_fn, params_M, num_models, test_x, test_y, mesh, chunk)
+  return _accuracy(apply_fn, params_M, num_models, test_x, test_y, mesh, chunk,
+                   per_batch)
 
 
 def evaluate_fixed_lr(apply_fn: distill.ApplyFn, params0_M: distill.Params,
@@ -89,7 +105,8 @@ def evaluate_fixed_lr(apply_fn: distill.ApplyFn, params0_M: distill.Params,
   if list(step_counts) != sorted(step_counts) or min(step_counts) < 0:
     raise ValueError(f'step_counts must be ascending and >= 0: {step_counts}')
   mesh = mesh or sharding.make_mesh()
-  train_fixed_lr = _programs(apply_fn, mesh)[1]
+  per_batch = models_per_batch(mesh)
+  train_fixed_lr = _programs(apply_fn, mesh, per_batch)[1]
   params_M, num_models = _split_models(params0_M, mesh)
   x, y, lr = sharding.put((np.asarray(x_NxHxWxC), np.asarray(y_N),
                            np.float32(lr)), sharding.replicated(mesh))
@@ -98,7 +115,7 @@ def evaluate_fixed_lr(apply_fn: distill.ApplyFn, params0_M: distill.Params,
     params_M = train_fixed_lr(params_M, x, y, lr, np.int32(count - done))
     done = count
     accs.append(_accuracy(apply_fn, params_M, num_models, test_x, test_y,
-                          mesh, chunk))
+                          mesh, chunk, per_batch))
   return np.stack(accs)
 
 
