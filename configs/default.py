@@ -32,7 +32,9 @@ def get_config(variant: str = 'fixed') -> ml_collections.ConfigDict:
   config.model.conv_impl = 'auto'  # auto (fastest measured per backend) | xla | matmul | banded.
 
   config.distill = ml_collections.ConfigDict()
-  config.distill.init_mode = 'fixed'  # fixed: one init for the whole run; random: fresh ones each iteration.
+  config.distill.init_mode = 'fixed'  # fixed: one init for the whole run; random: fresh ones each iteration;
+  # fixed_pretrained / random_pretrained: one / fresh networks of a pretrained pool.
+  config.distill.pretrained_dir = ''  # The pool (experiments.pretrain) for the pretrained modes.
   config.distill.num_inits = 4  # Inits sampled per outer iteration when init_mode is random.
   config.distill.steps = 10  # Distinct GD steps, each with its own images.
   config.distill.epochs = 3  # Passes over the steps; steps * epochs learned lrs.

@@ -8,6 +8,9 @@ import ml_collections
 from ddistill import datasets, distill, inits, models
 
 
+INIT_MODES = ('fixed', 'random', 'fixed_pretrained', 'random_pretrained')
+
+
 class ConfigError(ValueError):
   """A config field holds a value the run cannot use."""
 
@@ -59,7 +62,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _float(config, 'model.init_gain', 0.0)
   _choice(config, 'model.conv_impl', ('auto',) + models.CONV_IMPLS)
 
-  _choice(config, 'distill.init_mode', ('fixed', 'random'))
+  mode = _choice(config, 'distill.init_mode', INIT_MODES)
+  if 'pretrained' in mode and not _get(config, 'distill.pretrained_dir'):
+    raise ConfigError(f'config.distill.init_mode = {mode!r} needs '
+                      'config.distill.pretrained_dir (a pool written by '
+                      'experiments.pretrain)')
   _int(config, 'distill.num_inits', 1)
   _int(config, 'distill.steps', 1)
   _int(config, 'distill.epochs', 1)
@@ -85,6 +92,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   sizes = models.SUPPORTED_SIZES[model]
   height, width = datasets.SPECS[name].image_shape[:2]
+  if config.data.get('as_mnist'):
+    height = width = 28
   if sizes is not None and (height != width or height not in sizes):
     raise ConfigError(
         f'config.model.name = {model!r} takes images of size {sizes}, but '

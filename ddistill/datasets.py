@@ -244,3 +244,33 @@ def load_dataset(name: str,
   return Dataset(name, _normalize(train_x, mean, std),
                  train_y.astype(np.int32), _normalize(test_x, mean, std),
                  test_y.astype(np.int32), mean, std, spec.num_classes)
+
+
+def as_mnist_digits(data: Dataset) -> Dataset:
+  """Digits of any source (USPS, SVHN, ...) in MNIST's format.
+
+  Pixels back in [0, 1], RGB to luminance, resized to 28x28 (bilinear with
+  antialiasing) and normalized with MNIST's mean and std, so that networks
+  trained on one digit dataset take another (domain adaptation).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  mnist = SPECS['mnist']
+  luma = np.asarray([0.299, 0.587, 0.114], np.float32)
+
+  def convert(images):
+    unit = np.asarray(images) * data.std + data.mean
+    if unit.shape[-1] == 3:
+      unit = (unit @ luma)[..., None]
+    out = [np.asarray(jax.image.resize(unit[i:i + 4096],
+                                       (len(unit[i:i + 4096]), 28, 28, 1),
+                                       'bilinear', antialias=True))
+           for i in range(0, len(unit), 4096)]
+    unit = np.clip(np.concatenate(out), 0.0, 1.0)
+    return ((unit - mnist.mean[0]) / mnist.std[0]).astype(np.float32)
+
+  return dataclasses.replace(
+      data, name=f'{data.name}_as_mnist',
+      train_images=convert(data.train_images),
+      test_images=convert(data.test_images),
+      mean=np.asarray(mnist.mean, np.float32),
+      std=np.asarray(mnist.std, np.float32))

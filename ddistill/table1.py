@@ -114,10 +114,7 @@ def run_table1(config: ml_collections.ConfigDict,
     rand = train.run_or_load(ds.random, os.path.join(folder, 'ours_random'))
     distilled_lrs = np.asarray(
         np.load(os.path.join(folder, 'ours_random', 'distilled.npz'))['lrs'])
-    data = datasets.load_dataset(ds.random.data.name, ds.random.data.source,
-                                 ds.random.data.data_dir,
-                                 ds.random.data.cache_dir,
-                                 ds.random.data.tfds_data_dir)
+    data = train.load_data(ds.random)
     cells = _baselines(config, ds, data, distilled_lrs,
                        os.path.join(folder, 'baselines.json'))
     results[name] = {'ours_fixed': fixed['test_accuracy'],

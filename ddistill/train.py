@@ -30,6 +30,7 @@ from ddistill import export
 from ddistill import inits
 from ddistill import metrics
 from ddistill import models
+from ddistill import pretrained
 from ddistill import sharding
 from ddistill import viz
 
@@ -45,6 +46,14 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 
+def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
+  """The config's dataset, in MNIST's digit format if config.data.as_mnist."""
+  dc = config.data
+  data = datasets.load_dataset(dc.name, dc.source, dc.data_dir, dc.cache_dir,
+                               dc.tfds_data_dir)
+  return datasets.as_mnist_digits(data) if dc.get('as_mnist') else data
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
                 image_shape: tuple[int, ...]):
   """The model and its `apply_fn(params, x)`."""
@@ -55,17 +64,34 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   return model, models.Apply(model)
 
 
+def _pool(config: ml_collections.ConfigDict, model, image_shape) -> dict:
+  return pretrained.load_pool(config.distill.pretrained_dir, model,
+                              image_shape)
+
+
 def heldout_inits(config: ml_collections.ConfigDict, model, image_shape,
                   num: int):
   """The inits results are reported on.
 
   fixed: the training init itself. random: `num` fresh draws from a key
-  stream that training never uses.
+  stream that training never uses. fixed_pretrained: the pool's first
+  training network. random_pretrained: the first `num` held-out networks of
+  the pool (never seen in training).
   """
   keys = run_keys(config.seed)
-  if config.distill.init_mode == 'fixed':
+  mode = config.distill.init_mode
+  if mode == 'fixed':
     return inits.sample_params(model, keys['fixed_init'], 1, image_shape)
-  return inits.sample_params(model, keys['heldout'], num, image_shape)
+  if mode == 'random':
+    return inits.sample_params(model, keys['heldout'], num, image_shape)
+  pool = _pool(config, model, image_shape)
+  if mode == 'fixed_pretrained':
+    return jax.tree.map(lambda a: a[:1], pool['train'])
+  available = pretrained.pool_size(pool['heldout'])
+  if num > available:
+    logging.warning('Evaluating on the %d held-out pretrained networks '
+                    '(%d asked for).', available, num)
+  return jax.tree.map(lambda a: a[:num], pool['heldout'])
 
 
 def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
@@ -77,9 +103,7 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
   """
   config_checks.validate(config)
   d = export.load_distilled(path)
-  data = datasets.load_dataset(config.data.name, config.data.source,
-                               config.data.data_dir, config.data.cache_dir,
-                               config.data.tfds_data_dir)
+  data = load_data(config)
   if d.images.shape[2:] != data.image_shape:
     raise ValueError(f'{path}: images of shape {d.images.shape[2:]} but '
                      f'{config.data.name} has {data.image_shape}')
@@ -147,10 +171,10 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
   mesh = sharding.make_mesh()
   rep = sharding.replicated(mesh)
   num_valid = None
-  if dc.init_mode == 'fixed':
+  if dc.init_mode in ('fixed', 'fixed_pretrained'):
     # One init cannot be split: every device runs it (same result anywhere).
-    fixed = sharding.put(sharding.to_host(inits.sample_params(
-        model, run_keys(config.seed)['fixed_init'], 1, image_shape)), rep)
+    fixed = heldout_inits(config, model, image_shape, 1)
+    fixed = sharding.put(sharding.to_host(fixed), rep)
     sample_inits = lambda key: fixed
     inits_sharding = rep
   else:
@@ -161,8 +185,22 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
     extra = -num_valid % mesh.size
     pad = lambda a: jnp.concatenate([a] + [a[:1]] * extra)
     inits_sharding = sharding.split_inits(mesh)
-    sample_inits = jax.jit(lambda key: jax.tree.map(pad, inits.sample_params(
-        model, key, num_valid, image_shape)), out_shardings=inits_sharding)
+    if dc.init_mode == 'random':
+      draw = lambda key: inits.sample_params(model, key, num_valid,
+                                             image_shape)
+    else:  # random_pretrained: a fresh subset of the pool's training nets.
+      pool = sharding.put(sharding.to_host(
+          _pool(config, model, image_shape)['train']), rep)
+      size = pretrained.pool_size(pool)
+      if size < num_valid:
+        raise config_checks.ConfigError(
+            f'config.distill.num_inits = {num_valid} exceeds the {size} '
+            f'training networks in {dc.pretrained_dir}')
+      draw = lambda key: jax.tree.map(
+          lambda a: a[jax.random.choice(key, size, (num_valid,),
+                                        replace=False)], pool)
+    sample_inits = jax.jit(lambda key: jax.tree.map(pad, draw(key)),
+                           out_shardings=inits_sharding)
   step_fn = jax.jit(
       functools.partial(distill.train_step, apply_fn=apply_fn,
                         labels_SxN=labels_SxN, optimizer=optimizer,
@@ -194,9 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Distills a dataset as `config` says; returns the results dict."""
   config_checks.validate(config)
   _check_workdir(config, workdir, fresh)
-  data = datasets.load_dataset(config.data.name, config.data.source,
-                               config.data.data_dir, config.data.cache_dir,
-                               config.data.tfds_data_dir)
+  data = load_data(config)
   program = build_program(config, data.num_classes, data.image_shape)
   model, apply_fn = program.model, program.apply_fn
   labels_SxN, keys = program.labels_SxN, run_keys(config.seed)

@@ -1,0 +1,35 @@
+r"""Pretrains a pool of networks on a source dataset, in parallel.
+
+  python -m experiments.pretrain --config configs/pretrain.py:usps \
+      --workdir /tmp/pools/usps
+
+The pool (orbax) and info.json (settings, each net's test accuracy) go to
+--workdir; distillation reads it through config.distill.pretrained_dir.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from ddistill import pretrain_run
+from experiments import quiet_logs
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/pretrain.py', 'Config file (path[:variant]).',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for the pool.',
+                               required=True)
+
+
+def main(argv):
+  del argv
+  quiet_logs.install()
+  info = pretrain_run.run_pretrain(_CONFIG.value, _WORKDIR.value)
+  for split in ('train', 'heldout'):
+    acc = info['test_accuracy'][split]
+    print(f"{split}: {acc['n_models']} nets, test accuracy "
+          f"{100 * acc['mean']:.2f} +- {100 * acc['std']:.2f}")
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,107 @@
+"""Pretrained pools: digits in MNIST's format, pretraining, pretrained modes."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import mnist as mnist_config
+from ddistill import config_checks
+from ddistill import datasets
+from ddistill import inits
+from ddistill import models
+from ddistill import pretrained
+from ddistill import train
+
+
+def _lenet():
+  return models.make_model('lenet', 10, (28, 28, 1),
+                           inits.kernel_initializer('xavier_normal'))
+
+
+def test_other_digits_come_in_mnist_format(mnist):
+  usps = datasets.load_dataset('usps', source='local')
+  as_mnist = datasets.as_mnist_digits(usps)
+  assert usps.train_images.shape[1:] == (16, 16, 1)
+  assert as_mnist.train_images.shape[1:] == (28, 28, 1)
+  np.testing.assert_allclose(as_mnist.mean, mnist.mean)
+  # Resizing keeps the picture: mean brightness in [0, 1] is unchanged.
+  unit = lambda d: (d.train_images * d.std + d.mean).mean()
+  assert abs(unit(as_mnist) - unit(usps)) < 0.01
+  # RGB digits (SVHN) become one luminance channel.
+  rgb = dataclasses.replace(
+      usps, train_images=np.repeat(usps.train_images[:8], 3, -1),
+      test_images=np.repeat(usps.test_images[:8], 3, -1),
+      mean=np.repeat(usps.mean, 3), std=np.repeat(usps.std, 3))
+  gray = datasets.as_mnist_digits(rgb)
+  np.testing.assert_allclose(gray.train_images, as_mnist.train_images[:8],
+                             atol=1e-4)
+
+
+def test_pretraining_learns_and_pools_round_trip(mnist, tmp_path):
+  model = _lenet()
+  nets = pretrained.pretrain(model, jax.random.key(0),
+                             mnist.train_images[:2000],
+                             mnist.train_labels[:2000], 3, 2, 64, 2e-3, 1)
+  w = jax.tree.leaves(nets)[0]
+  assert w.shape[0] == 3 and not np.allclose(w[0], w[1])
+  apply_fn = models.Apply(model)
+  x, y = mnist.test_images[:1000], mnist.test_labels[:1000]
+  for i in range(3):
+    p = jax.tree.map(lambda a: a[i], nets)
+    assert np.mean(np.argmax(apply_fn(p, x), -1) == y) > 0.8
+  pool = {'train': jax.tree.map(lambda a: a[:2], nets),
+          'heldout': jax.tree.map(lambda a: a[2:], nets)}
+  path = str(tmp_path / 'pool')
+  pretrained.save_pool(path, pool, {'note': 'test'})
+  back = pretrained.load_pool(path, model, (28, 28, 1))
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(pool)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(FileExistsError):
+    pretrained.save_pool(path, pool, {})
+  mlp = models.make_model('mlp', 10, (28, 28, 1),
+                          inits.kernel_initializer('xavier_normal'))
+  with pytest.raises(ValueError, match='do not fit the model'):
+    pretrained.load_pool(path, mlp, (28, 28, 1))
+  with pytest.raises(FileNotFoundError, match='no pretrained pool'):
+    pretrained.load_pool(str(tmp_path), model, (28, 28, 1))
+
+
+def test_distilling_from_a_pool_trains_on_train_nets_reports_heldout(
+    mnist, tmp_path):
+  model = _lenet()
+  nets = pretrained.pretrain(model, jax.random.key(1),
+                             mnist.train_images[:1000],
+                             mnist.train_labels[:1000], 5, 1, 64, 2e-3, 1)
+  pool = {'train': jax.tree.map(lambda a: a[:3], nets),
+          'heldout': jax.tree.map(lambda a: a[3:], nets)}
+  pool_dir = str(tmp_path / 'pool')
+  pretrained.save_pool(pool_dir, pool, {})
+  config = mnist_config.get_config('random')
+  config.data.name = 'usps'  # Adapt MNIST nets to USPS.
+  config.data.as_mnist = True
+  config.distill.init_mode = 'random_pretrained'
+  config.distill.num_inits = 2
+  config.distill.pretrained_dir = pool_dir
+  config.distill.steps, config.distill.epochs = 1, 1
+  config.num_iterations, config.real_batch_size = 2, 64
+  config.eval_every, config.eval.num_models = 0, 200
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['test_accuracy']['n_models'] == 2  # The held-out nets.
+  heldout = train.heldout_inits(config, model, (28, 28, 1), 200)
+  np.testing.assert_array_equal(jax.tree.leaves(heldout)[0],
+                                jax.tree.leaves(pool['heldout'])[0])
+  config.distill.init_mode = 'fixed_pretrained'
+  fixed = train.heldout_inits(config, model, (28, 28, 1), 200)
+  np.testing.assert_array_equal(jax.tree.leaves(fixed)[0],
+                                jax.tree.leaves(pool['train'])[0][:1])
+  config.distill.init_mode = 'random_pretrained'
+  config.distill.num_inits = 4  # More than the 3 training nets.
+  with pytest.raises(config_checks.ConfigError, match='exceeds the 3'):
+    train.build_program(config, 10, (28, 28, 1))
+  config.distill.pretrained_dir = ''
+  with pytest.raises(config_checks.ConfigError, match='pretrained_dir'):
+    config_checks.validate(config)
