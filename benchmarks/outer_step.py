@@ -134,7 +134,8 @@ def main(argv):
   if _FLOPS.value:
     gflop = count_flops(config, train_x, train_y,
                         jax.random.fold_in(kstep, 0)) / 1e9
-  print(f'device={jax.devices()[0].device_kind} setting={_SETTING.value} '
+  print(f'device={jax.devices()[0].device_kind} devices={jax.device_count()} '
+        f'setting={_SETTING.value} '
         f'unroll={config.distill.steps * config.distill.epochs} '
         f'inits={config.distill.num_inits if config.distill.init_mode == "random" else 1} '
         f'compile_s={compile_s:.1f} min={min(times):.4f} max={max(times):.4f}')
