@@ -26,7 +26,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, '.')  # Run from the repo root without installing.
 from configs import mnist as mnist_config  # pylint: disable=g-import-not-at-top

@@ -17,7 +17,6 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from ddistill import distill
 from ddistill import gem

@@ -9,7 +9,6 @@ import pytest
 
 from configs import table1 as table1_config
 from ddistill import baselines
-from ddistill import datasets
 from ddistill import evaluate
 from ddistill import inits
 from ddistill import models

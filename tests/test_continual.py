@@ -1,7 +1,6 @@
 """Continual learning: streams, GEM's projection, and the learners."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 

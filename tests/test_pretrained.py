@@ -1,8 +1,6 @@
 """Pretrained pools: digits in MNIST's format, pretraining, pretrained modes."""
 
 import dataclasses
-import json
-import os
 
 import jax
 import numpy as np

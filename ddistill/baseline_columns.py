@@ -1,0 +1,91 @@
+"""The real-image baseline columns of the paper's tables, resumable.
+
+Random real, optimized real, k-means++ and average real sets, each trained
+on held-out models over the lr x steps grid (`protocol`), and the KNN
+baselines. Every finished column is saved at once, so a rerun skips it.
+"""
+
+import json
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from ddistill import baselines
+from ddistill import datasets
+from ddistill import protocol
+
+
+def _seed(key: jax.Array) -> int:
+  """An int seed for scikit-learn, drawn from a jax key."""
+  return int(jax.random.randint(key, (), 0, 2**31 - 1))
+
+
+def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
+            data: datasets.Dataset, apply_fn, heldout_M, selection_M,
+            key: jax.Array, distilled_lrs: Optional[np.ndarray], path: str,
+            knn: bool = True) -> dict[str, Any]:
+  """Every baseline column, resuming from the JSON file at `path`.
+
+  b: the baseline settings (configs/table1.py's `baselines`). heldout_M:
+  the models every set is evaluated on; selection_M: the models optimized
+  real scores its candidates on. Writes `path` after each column.
+  """
+  done = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      done = json.load(f)
+
+  def save(name, value):
+    done[name] = value
+    if jax.process_index() == 0:
+      with open(path + '.tmp', 'w') as f:
+        json.dump(done, f, indent=2)
+      os.replace(path + '.tmp', path)  # Never a half-written file.
+
+  x, y, k = data.train_images, data.train_labels, data.num_classes
+  keys = dict(zip(('random', 'candidates', 'kmeans', 'score'),
+                  jax.random.split(key, 4)))
+  random_sets = [baselines.random_real(s, x, y, k, b.per_class)
+                 for s in jax.random.split(keys['random'], b.num_sets)]
+  kmeans_sets = None
+
+  def grid(sets):
+    cells = protocol.cnn_grid(apply_fn, heldout_M, sets, b.lrs,
+                              step_counts, data.test_images,
+                              data.test_labels, distilled_lrs)
+    best = protocol.best(cells)
+    return best, {**best.summary(), 'n_sets': len(sets),
+                  'grid': [c.summary() for c in cells]}
+
+  if 'random_real' not in done:
+    save('random_real', grid(random_sets)[1])
+  if 'optimized_real' not in done:
+    best_random = done['random_real']
+    cell = protocol.Cell(best_random['lr'], best_random['steps'], np.zeros(1))
+    candidates = [baselines.random_real(s, x, y, k, b.per_class) for s in
+                  jax.random.split(keys['candidates'], b.num_candidates)]
+    score_idx = np.asarray(jax.random.choice(keys['score'], len(x),
+                                             (b.selection_images,),
+                                             replace=False))
+    chosen = protocol.select_sets(apply_fn, selection_M, candidates, cell,
+                                  x[score_idx], y[score_idx], b.num_selected,
+                                  distilled_lrs)
+    save('optimized_real', grid(chosen)[1])
+  if 'kmeans' not in done or 'knn_kmeans' not in done:
+    kmeans_sets = [baselines.kmeans_centres(_seed(s), x, y, k, b.per_class)
+                   for s in jax.random.split(keys['kmeans'], b.num_sets)]
+  if 'kmeans' not in done:
+    save('kmeans', grid(kmeans_sets)[1])
+  if 'average_real' not in done:
+    save('average_real', grid([baselines.average_real(x, y, k)])[1])
+  for name, sets in ((('knn_random_real', random_sets),
+                      ('knn_kmeans', kmeans_sets)) if knn else ()):
+    if name not in done:
+      rows = protocol.knn_grid(sets, data.test_images, data.test_labels,
+                               b.knn_ks, b.knn_metrics)
+      best = max(rows, key=lambda r: r['mean'])
+      save(name, {**best, 'n_models': len(sets), 'grid': rows})
+  return done
