@@ -26,12 +26,13 @@ def _seed(key: jax.Array) -> int:
 def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
             data: datasets.Dataset, apply_fn, heldout_M, selection_M,
             key: jax.Array, distilled_lrs: Optional[np.ndarray], path: str,
-            knn: bool = True) -> dict[str, Any]:
+            knn: bool = True, minibatches: int = 0) -> dict[str, Any]:
   """Every baseline column, resuming from the JSON file at `path`.
 
   b: the baseline settings (configs/table1.py's `baselines`). heldout_M:
   the models every set is evaluated on; selection_M: the models optimized
-  real scores its candidates on. Writes `path` after each column.
+  real scores its candidates on. minibatches: see `protocol.cnn_grid`.
+  Writes `path` after each column.
   """
   done = {}
   if os.path.exists(path):
@@ -55,7 +56,8 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
   def grid(sets):
     cells = protocol.cnn_grid(apply_fn, heldout_M, sets, b.lrs,
                               step_counts, data.test_images,
-                              data.test_labels, distilled_lrs)
+                              data.test_labels, distilled_lrs,
+                              minibatches=minibatches)
     best = protocol.best(cells)
     return best, {**best.summary(), 'n_sets': len(sets),
                   'grid': [c.summary() for c in cells]}
@@ -72,7 +74,7 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
                                              replace=False))
     chosen = protocol.select_sets(apply_fn, selection_M, candidates, cell,
                                   x[score_idx], y[score_idx], b.num_selected,
-                                  distilled_lrs)
+                                  distilled_lrs, minibatches=minibatches)
     save('optimized_real', grid(chosen)[1])
   if 'kmeans' not in done or 'knn_kmeans' not in done:
     kmeans_sets = [baselines.kmeans_centres(_seed(s), x, y, k, b.per_class)
@@ -80,7 +82,8 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
   if 'kmeans' not in done:
     save('kmeans', grid(kmeans_sets)[1])
   if 'average_real' not in done:
-    save('average_real', grid([baselines.average_real(x, y, k)])[1])
+    average = baselines.average_real(x, y, k, b.per_class)
+    save('average_real', grid([average])[1])
   for name, sets in ((('knn_random_real', random_sets),
                       ('knn_kmeans', kmeans_sets)) if knn else ()):
     if name not in done:

@@ -48,10 +48,13 @@ def kmeans_centres(seed: int, x: np.ndarray, y: np.ndarray, num_classes: int,
   return _class_fastest(np.stack(centres).astype(np.float32))
 
 
-def average_real(x: np.ndarray, y: np.ndarray, num_classes: int) -> RealSet:
-  """The mean image of each class, once (the paper reuses it every step)."""
+def average_real(x: np.ndarray, y: np.ndarray, num_classes: int,
+                 copies: int = 1) -> RealSet:
+  """The mean image of each class, repeated `copies` times (the paper
+  reuses it to fill the set; in one full batch, copies change nothing)."""
   means = np.stack([x[y == c].mean(axis=0) for c in range(num_classes)])
-  return _class_fastest(means[:, None].astype(np.float32))
+  return _class_fastest(np.repeat(means[:, None], copies, axis=1).astype(
+      np.float32))
 
 
 def knn_accuracy(ref_x: np.ndarray, ref_y: np.ndarray, test_x: np.ndarray,

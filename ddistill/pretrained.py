@@ -25,8 +25,12 @@ POOL_SPLITS = ('train', 'heldout')
 
 def pretrain(model, key: jax.Array, x: np.ndarray, y: np.ndarray,
              num_nets: int, epochs: int, batch_size: int, lr: float,
-             decay_every_epochs: int, decay_factor: float = 0.1):
-  """`num_nets` networks trained on (x, y); their params stacked on axis 0."""
+             decay_every_epochs: int, decay_factor: float = 0.1,
+             start_N=None):
+  """`num_nets` networks trained on (x, y); their params stacked on axis 0.
+
+  start_N: stacked params to fine-tune instead of fresh random inits.
+  """
   image_shape = tuple(x.shape[1:])
   steps_per_epoch = len(x) // batch_size
   if steps_per_epoch < 1:
@@ -34,7 +38,8 @@ def pretrain(model, key: jax.Array, x: np.ndarray, y: np.ndarray,
   optimizer = optax.adam(optax.exponential_decay(
       lr, decay_every_epochs * steps_per_epoch, decay_factor, staircase=True))
   k_init, k_order = jax.random.split(key)
-  params_N = inits.sample_params(model, k_init, num_nets, image_shape)
+  params_N = (inits.sample_params(model, k_init, num_nets, image_shape)
+              if start_N is None else start_N)
   opt_N = jax.vmap(optimizer.init)(params_N)
   x, y = jnp.asarray(x), jnp.asarray(y)
   apply_fn = lambda p, xb: model.apply({'params': p}, xb)

@@ -35,12 +35,19 @@ def cnn_grid(apply_fn: distill.ApplyFn, params0_M: distill.Params,
              sets: Sequence[baselines.RealSet], lrs: Sequence[float],
              step_counts: Sequence[int], test_x: np.ndarray,
              test_y: np.ndarray, distilled_lrs: Optional[np.ndarray] = None,
-             mesh: Optional[Mesh] = None) -> list[Cell]:
+             mesh: Optional[Mesh] = None,
+             minibatches: int = 0) -> list[Cell]:
   """Every (lr, steps) cell for these sets on the held-out inits params0_M.
 
   distilled_lrs: the learned schedule [T]; trains each set for T steps with
-  those lrs, the whole set in every step.
+  those lrs, the whole set in every step. minibatches: if > 0, each set is
+  split into this many minibatches (one image per class in each, for a
+  class-fastest set of 10 per class and 10 minibatches) applied in order,
+  and `step_counts` count passes over the set, as in the paper's Table 2.
   """
+  if minibatches:
+    return _minibatch_grid(apply_fn, params0_M, sets, lrs, step_counts,
+                           test_x, test_y, distilled_lrs, mesh, minibatches)
   cells = []
   for lr in lrs:
     accs_SxCxM = np.stack([
@@ -53,6 +60,23 @@ def cnn_grid(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                                   distilled_lrs, test_x, test_y, mesh)
             for x, y in sets]
     cells.append(Cell('distilled', len(distilled_lrs), np.concatenate(accs)))
+  return cells
+
+
+def _minibatch_grid(apply_fn, params0_M, sets, lrs, passes_list, test_x,
+                    test_y, distilled_lrs, mesh, minibatches) -> list[Cell]:
+  as_steps = lambda a: a.reshape(minibatches, -1, *a.shape[1:])
+  schedules = [(f'{lr:g}', p, np.full(minibatches * p, lr, np.float32))
+               for lr in lrs for p in passes_list]
+  if distilled_lrs is not None:
+    schedules.append(('distilled', len(distilled_lrs) // minibatches,
+                      np.asarray(distilled_lrs, np.float32)))
+  cells = []
+  for name, passes, lrs_T in schedules:
+    accs = [evaluate.evaluate_set(apply_fn, params0_M, as_steps(x),
+                                  as_steps(y), lrs_T, test_x, test_y, mesh)
+            for x, y in sets]
+    cells.append(Cell(name, passes, np.concatenate(accs)))
   return cells
 
 
@@ -78,16 +102,25 @@ def select_sets(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                 candidates: Sequence[baselines.RealSet], cell: Cell,
                 score_x: np.ndarray, score_y: np.ndarray, num_selected: int,
                 distilled_lrs: Optional[np.ndarray] = None,
-                mesh: Optional[Mesh] = None) -> list[baselines.RealSet]:
+                mesh: Optional[Mesh] = None,
+                minibatches: int = 0) -> list[baselines.RealSet]:
   """The 'optimized real' baseline: the candidates that score best.
 
   Each candidate trains the selection models `params0_M` with the setting of
   `cell` (the best one found for random real sets) and is scored by their
-  mean accuracy on (score_x, score_y), real training images.
+  mean accuracy on (score_x, score_y), real training images. minibatches:
+  as in `cnn_grid`.
   """
   scores = []
   for x, y in candidates:
-    if cell.lr == 'distilled':
+    if minibatches:
+      distilled = cell.lr == 'distilled'
+      (scored,) = _minibatch_grid(
+          apply_fn, params0_M, [(x, y)], [] if distilled else [float(cell.lr)],
+          [cell.steps], score_x, score_y, distilled_lrs if distilled else None,
+          mesh, minibatches)
+      accs = scored.accs
+    elif cell.lr == 'distilled':
       accs = evaluate.evaluate_set(apply_fn, params0_M, x[None], y[None],
                                    distilled_lrs, score_x, score_y, mesh)
     else:

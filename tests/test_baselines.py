@@ -205,3 +205,37 @@ def test_figure3_validates_and_plots(tmp_path):
   assert (tmp_path / 'figure3.png').stat().st_size > 1000
   rows = (tmp_path / 'figure3.csv').read_text().splitlines()
   assert rows[0].startswith('init_mode,gd_steps') and len(rows) == 5
+
+
+def test_minibatch_passes_match_full_batch_steps_with_one_minibatch(mnist):
+  apply_fn, params0_M = _mnist_problem(mnist)
+  sets = [baselines.random_real(jax.random.key(0), mnist.train_images,
+                                mnist.train_labels, 10, 2)]
+  test_x, test_y = mnist.test_images[:500], mnist.test_labels[:500]
+  full = protocol.cnn_grid(apply_fn, params0_M, sets, [0.1], [3], test_x,
+                           test_y)
+  one = protocol.cnn_grid(apply_fn, params0_M, sets, [0.1], [3], test_x,
+                          test_y, minibatches=1)
+  np.testing.assert_allclose(one[0].accs, full[0].accs, atol=3e-3)
+  two = protocol.cnn_grid(apply_fn, params0_M, sets, [0.1], [3], test_x,
+                          test_y, distilled_lrs=np.full(4, 0.1, np.float32),
+                          minibatches=2)
+  assert [(c.lr, c.steps) for c in two] == [('0.1', 3), ('distilled', 2)]
+  # Average real fills the set with copies, so minibatches hold every class.
+  avg_x, avg_y = baselines.average_real(mnist.train_images,
+                                        mnist.train_labels, 10, 3)
+  assert avg_x.shape[0] == 30 and list(avg_y[10:20]) == list(range(10))
+  np.testing.assert_array_equal(avg_x[0], avg_x[10])
+
+
+def test_table2_needs_its_pools_and_marks_svhn_not_run(tmp_path):
+  from configs import table2 as table2_config
+  from ddistill import table2
+  config = table2_config.get_config('quick')
+  config.pools_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match='experiments.pretrain'):
+    table2.run_table2(config, str(tmp_path / 'out'))
+  md, _ = tables.table2({'usps_to_mnist': {
+      'ours_fixed': {'mean': 0.9, 'std': 0.0, 'n_models': 1}}})
+  assert '| SVHN → MNIST | ours | not run (no SVHN offline)' in md
+  assert '| USPS → MNIST | paper | 93.2 | 92.7 ± 1.4' in md

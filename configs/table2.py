@@ -1,0 +1,61 @@
+"""Table 2 of the paper: adapting pretrained LeNets among digit datasets.
+
+Needs pools from `experiments.pretrain` in `<pools_dir>/<source>/`, e.g.
+  python -m experiments.pretrain --config configs/pretrain.py:mnist --workdir POOLS/mnist
+  python -m experiments.pretrain --config configs/pretrain.py:usps --workdir POOLS/usps
+then `python -m experiments.table2 --config configs/table2.py --workdir DIR
+--config.pools_dir=POOLS`. Variants: `full` (default), `quick` (smoke).
+"""
+
+import ml_collections
+
+from configs import mnist
+from configs import table1
+from ddistill.table2 import ROWS  # row -> (source, target)
+
+VARIANTS = ('full', 'quick')
+
+
+def _distill(target: str, mode: str, variant: str):
+  run = mnist.get_config('fixed')
+  run.data.name = target
+  run.data.as_mnist = True  # Every digit set as 28x28 grayscale MNIST.
+  run.distill.init_mode = mode
+  run.distill.image_init = 'normal'  # N(0, 1), as the paper for pretrained.
+  run.distill.steps, run.distill.epochs = 10, 3  # 100 images, 30 GD steps.
+  if variant == 'quick':
+    run.num_iterations = 5
+    run.checkpoint_every = 5
+    run.eval_every = 0
+    run.distill.num_inits = 2
+  return run
+
+
+def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
+  if variant not in VARIANTS:
+    raise ValueError(f'unknown config variant {variant!r}; known: {VARIANTS}')
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds the baselines' sets.
+  config.pools_dir = ''  # Holds <source>/ pools written by experiments.pretrain.
+  config.rows = 'mnist_to_usps,usps_to_mnist,svhn_to_mnist'  # Table rows.
+  config.num_models = 200  # Held-out pretrained nets every column is tested on.
+  config.passes = (1, 3, 5)  # Passes over a baseline set (paper's grid).
+  config.full_target_epochs = 5  # Fine-tuning on the whole target set.
+  config.full_target_lr = 2e-4  # Its Adam step size.
+  config.full_target_models = 10  # Held-out nets fine-tuned for that column.
+  config.baselines = table1.get_config('full').baselines  # Sets and lrs.
+  config.runs = ml_collections.ConfigDict()
+  for row, (_, target) in ROWS.items():
+    config.runs[row] = ml_collections.ConfigDict({
+        'fixed': _distill(target, 'fixed_pretrained', variant),
+        'random': _distill(target, 'random_pretrained', variant)})
+  if variant == 'quick':
+    config.rows = 'usps_to_mnist'
+    config.num_models = 2
+    config.full_target_epochs = 1
+    config.full_target_models = 2
+    b = config.baselines
+    b.num_sets, b.num_candidates, b.num_selected = 2, 2, 1
+    b.selection_models, b.selection_images = 2, 128
+    b.lrs = (1e-2,)
+  return config
