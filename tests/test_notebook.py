@@ -11,7 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_notebook_executes(mnist, monkeypatch):
   del mnist  # Needs $DDISTILL_DATA_DIR, like the notebook's run.
   # A short run: the notebook's own full quick run is about 2 minutes.
-  monkeypatch.setenv('DDISTILL_NOTEBOOK_ITERATIONS', '20')
+  monkeypatch.setenv('DDISTILL_NOTEBOOK_ITERATIONS', '5')
   path = os.path.join(REPO, 'notebooks', 'distill_mnist.ipynb')
   nb = nbformat.read(path, as_version=4)
   NotebookClient(nb, timeout=600, kernel_name='python3',

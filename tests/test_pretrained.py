@@ -39,16 +39,21 @@ def test_other_digits_come_in_mnist_format(mnist):
                              atol=1e-4)
 
 
-def test_pretraining_learns_and_pools_round_trip(mnist, tmp_path):
-  model = _lenet()
-  nets = pretrained.pretrain(model, jax.random.key(0),
+@pytest.fixture(scope='module')
+def nets(mnist):
+  """Five LeNets pretrained on 2,000 MNIST images, shared by the tests."""
+  return pretrained.pretrain(_lenet(), jax.random.key(0),
                              mnist.train_images[:2000],
-                             mnist.train_labels[:2000], 3, 2, 64, 2e-3, 1)
+                             mnist.train_labels[:2000], 5, 2, 64, 2e-3, 1)
+
+
+def test_pretraining_learns_and_pools_round_trip(mnist, nets, tmp_path):
+  model = _lenet()
   w = jax.tree.leaves(nets)[0]
-  assert w.shape[0] == 3 and not np.allclose(w[0], w[1])
+  assert w.shape[0] == 5 and not np.allclose(w[0], w[1])
   apply_fn = models.Apply(model)
   x, y = mnist.test_images[:1000], mnist.test_labels[:1000]
-  for i in range(3):
+  for i in range(5):
     p = jax.tree.map(lambda a: a[i], nets)
     assert np.mean(np.argmax(apply_fn(p, x), -1) == y) > 0.8
   pool = {'train': jax.tree.map(lambda a: a[:2], nets),
@@ -69,11 +74,8 @@ def test_pretraining_learns_and_pools_round_trip(mnist, tmp_path):
 
 
 def test_distilling_from_a_pool_trains_on_train_nets_reports_heldout(
-    mnist, tmp_path):
+    nets, tmp_path):
   model = _lenet()
-  nets = pretrained.pretrain(model, jax.random.key(1),
-                             mnist.train_images[:1000],
-                             mnist.train_labels[:1000], 5, 1, 64, 2e-3, 1)
   pool = {'train': jax.tree.map(lambda a: a[:3], nets),
           'heldout': jax.tree.map(lambda a: a[3:], nets)}
   pool_dir = str(tmp_path / 'pool')
