@@ -2,12 +2,15 @@
 
 `python -m experiments.continual --config configs/continual.py:VARIANT`
 Variants: sgd, ewc, gem (10 real images per task), gem40, gem50,
-gem_distilled (10 distilled images per task), quick (a smoke run).
+gem_distilled (10 distilled images per task), quick (a smoke run); and
+cifar100_gem, cifar100_gem_distilled, cifar100_ewc: split CIFAR-100 (20 tasks
+of 5 classes, tfds) with a reduced ResNet-18 with group norm (a GPU job).
 """
 
 import ml_collections
 
-VARIANTS = ('sgd', 'ewc', 'gem', 'gem40', 'gem50', 'gem_distilled', 'quick')
+VARIANTS = ('sgd', 'ewc', 'gem', 'gem40', 'gem50', 'gem_distilled', 'quick',
+            'cifar100_gem', 'cifar100_gem_distilled', 'cifar100_ewc')
 
 
 def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
@@ -15,8 +18,12 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
     raise ValueError(f'unknown config variant {variant!r}; known: {VARIANTS}')
   config = ml_collections.ConfigDict()
   config.seeds = '0,1,2'  # One run per seed; mean ± std over them.
-  config.num_tasks = 20  # Permutations of MNIST.
-  config.train_per_task = 1000  # Training images per task.
+  config.stream = 'permuted_mnist'  # permuted_mnist | split_cifar100.
+  config.num_tasks = 20  # Tasks (split_cifar100: the first so many).
+  config.train_per_task = 1000  # Training images per permuted-MNIST task.
+  config.classes_per_task = 5  # Classes per split-CIFAR-100 task.
+  config.data_dir = ''  # Local MNIST folder; '' = $DDISTILL_DATA_DIR.
+  config.tfds_data_dir = ''  # tfds data dir for CIFAR-100.
   config.model = 'mlp'  # Two hidden layers of 100 ReLU units.
   config.init = 'xavier_normal'  # Initialization of the learner.
 
@@ -55,6 +62,16 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
     learner.memory_per_task = int(variant[3:])
   elif variant == 'gem_distilled':
     learner.memory = 'distilled'
+  elif variant.startswith('cifar100'):
+    config.stream = 'split_cifar100'
+    config.model = 'resnet18_gn'  # Width 20, as GEM's reduced ResNet-18.
+    d.images_per_class = 2  # 5 classes -> 10 images per task.
+    d.gd_steps = 200  # As in the paper for CIFAR-100.
+    d.batch_size = 256
+    if variant == 'cifar100_ewc':
+      learner.method = 'ewc'
+    elif variant == 'cifar100_gem_distilled':
+      learner.memory = 'distilled'
   elif variant == 'quick':
     config.seeds = '0'
     config.num_tasks = 3

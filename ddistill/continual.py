@@ -77,15 +77,17 @@ def real_memory(task: task_streams.Task, key: jax.Array,
 
 
 def distilled_memory(task: task_streams.Task, key: jax.Array, model,
-                     dc: ml_collections.ConfigDict,
-                     num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+                     dc: ml_collections.ConfigDict
+                     ) -> tuple[np.ndarray, np.ndarray]:
   """Distils the task's training data into dc.images_per_class per class.
 
   Random inits each iteration (the model's Xavier init), one batch of images
   applied for dc.gd_steps GD steps with learned lrs, Adam as in distillation.
+  The images carry the task's own labels.
   """
   shape = tuple(task.train_x.shape[1:])
-  labels_1xN = distill.distilled_labels(1, num_classes, dc.images_per_class)
+  labels_1xN = jnp.tile(jnp.asarray(task.classes, jnp.int32),
+                        dc.images_per_class)[None]
   apply_fn = lambda p, x: model.apply({'params': p}, x)
   x, y = jnp.asarray(task.train_x), jnp.asarray(task.train_y)
   k_img, k_run = jax.random.split(key)
@@ -134,8 +136,7 @@ def run_stream(config: ml_collections.ConfigDict, stream, model,
     raise ValueError(f'config.method {config.method!r}; known: {METHODS}')
   num_tasks = len(stream)
   first = stream.task(0)
-  num_classes = int(max(stream.task(k).classes[-1]
-                        for k in range(num_tasks))) + 1
+  num_classes = stream.data.num_classes
   shape = tuple(first.train_x.shape[1:])
   net = make_net(model, shape)
   k_init, k_order, k_mem = jax.random.split(key, 3)

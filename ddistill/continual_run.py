@@ -68,13 +68,25 @@ def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
       d = export.load_distilled(path)
       return d.images[0], d.labels[0]
     x, y = continual.distilled_memory(task, jax.random.fold_in(key, t), model,
-                                      config.learner.distill, 10)
+                                      config.learner.distill)
     export.save_distilled(path, export.DistilledSet(
         x[None], y[None], np.zeros(1, np.float32), np.zeros(1), np.ones(1),
         1))
     return x, y
 
   return make
+
+
+STREAMS = ('permuted_mnist', 'split_cifar100')
+
+
+def _stream(config, data, key):
+  if config.stream == 'permuted_mnist':
+    return task_streams.permuted(data, key, config.num_tasks,
+                                 config.train_per_task)
+  # Split CIFAR-100: 5 classes per task (2,500 training images each).
+  return task_streams.split(data, config.classes_per_task,
+                            config.num_tasks)
 
 
 def run_continual(config: ml_collections.ConfigDict, workdir: str,
@@ -87,8 +99,15 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
   if os.path.exists(runs_path):
     with open(runs_path) as f:
       runs = json.load(f)
-  data = task_streams.unit_pixels(datasets.load_dataset('mnist'))
-  model = models.make_model(config.model, 10, data.image_shape,
+  if config.stream not in STREAMS:
+    raise ValueError(f'config.stream {config.stream!r}; known: {STREAMS}')
+  if config.stream == 'permuted_mnist':
+    data = task_streams.unit_pixels(datasets.load_dataset(
+        'mnist', data_dir=config.get('data_dir', '')))
+  else:  # CIFAR-100 comes through tfds only.
+    data = datasets.load_dataset('cifar100', source='tfds',
+                                 tfds_data_dir=config.get('tfds_data_dir', ''))
+  model = models.make_model(config.model, data.num_classes, data.image_shape,
                             inits.kernel_initializer(config.init))
   for field, value in settings:
     for seed in seeds:
@@ -98,8 +117,7 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
       learner = ml_collections.ConfigDict(config.learner.to_dict())
       learner[field] = value
       k_stream, k_learner = jax.random.split(jax.random.key(seed))
-      stream = task_streams.permuted(data, k_stream, config.num_tasks,
-                                     config.train_per_task)
+      stream = _stream(config, data, k_stream)
       try:
         R = continual.run_stream(learner, stream, model, k_learner,
                                  _memory_fn(config, model, seed, workdir))

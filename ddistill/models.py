@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddistill import resnet
+
 Initializer = Callable[..., jax.Array]
 CONV_IMPLS = ('xla', 'matmul', 'banded')
 
@@ -167,8 +169,10 @@ class MLP(nn.Module):
 
 
 # The image sizes (height == width) each model accepts.
-SUPPORTED_SIZES = {'lenet': (28, 32), 'alexcifarnet': (32,), 'mlp': None}
-MODELS = {'lenet': LeNet, 'alexcifarnet': AlexCifarNet, 'mlp': MLP}
+SUPPORTED_SIZES = {'lenet': (28, 32), 'alexcifarnet': (32,), 'mlp': None,
+                   'resnet18_gn': None}
+MODELS = {'lenet': LeNet, 'alexcifarnet': AlexCifarNet, 'mlp': MLP,
+          'resnet18_gn': resnet.ResNet18GN}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,9 +82,10 @@ class SplitStream:
   """Class-incremental splits: task k holds classes k*c .. (k+1)*c - 1."""
   data: datasets.Dataset
   classes_per_task: int
+  num_tasks: int
 
   def __len__(self) -> int:
-    return self.data.num_classes // self.classes_per_task
+    return self.num_tasks
 
   def task(self, k: int) -> Task:
     classes = tuple(range(k * self.classes_per_task,
@@ -96,9 +97,16 @@ class SplitStream:
                 classes)
 
 
-def split(data: datasets.Dataset, classes_per_task: int) -> SplitStream:
-  """E.g. CIFAR-100 in 20 tasks of 5 classes (2,500 training images each)."""
+def split(data: datasets.Dataset, classes_per_task: int,
+          num_tasks: int = 0) -> SplitStream:
+  """E.g. CIFAR-100 in 20 tasks of 5 classes (2,500 training images each).
+
+  num_tasks: the first so many tasks; 0 for all.
+  """
   if classes_per_task < 1 or data.num_classes % classes_per_task:
     raise ValueError(f'classes_per_task = {classes_per_task} must divide '
                      f'the {data.num_classes} classes')
-  return SplitStream(data, classes_per_task)
+  available = data.num_classes // classes_per_task
+  if not 0 <= num_tasks <= available:
+    raise ValueError(f'num_tasks = {num_tasks}: there are {available}')
+  return SplitStream(data, classes_per_task, num_tasks or available)
