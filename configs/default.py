@@ -7,7 +7,8 @@ what differs. Any field can be overridden on the command line, for example
 
 import ml_collections
 
-# fixed: one init for the whole run; random: 4 fresh inits per iteration;
+# fixed: one init for the whole run; random: 4 fresh inits per iteration,
+# images started from real ones;
 # quick: a short fixed-init run.
 VARIANTS = ('fixed', 'random', 'quick')
 
@@ -63,6 +64,7 @@ def get_config(variant: str = 'fixed') -> ml_collections.ConfigDict:
 
   if variant == 'random':
     config.distill.init_mode = 'random'
+    config.distill.image_init = 'real'  # The paper's default for random inits.
   elif variant == 'quick':
     config.num_iterations = 200
     config.optim.decay_every = 100

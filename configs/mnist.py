@@ -2,7 +2,8 @@
 
 Variants, picked as `--config configs/mnist.py:VARIANT`:
   fixed  (default) one fixed Xavier init; the paper's Table 1 setting.
-  random 4 fresh Xavier inits per iteration, evaluated on 200 held-out inits.
+  random 4 fresh Xavier inits per iteration, images started from real ones;
+         evaluated on 200 held-out inits.
   quick  a short fixed-init run, under 2 minutes on 2 CPU cores.
 """
 
