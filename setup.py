@@ -26,7 +26,7 @@ setup(
         'tqdm>=4.66',
     ],
     extras_require={
-        'test': ['pytest>=8.0', 'nbclient>=0.10', 'nbformat>=5.9',
-                 'ipykernel>=6.29'],
+        'test': ['pytest>=8.0', 'pytest-xdist>=3.5', 'nbclient>=0.10',
+                 'nbformat>=5.9', 'ipykernel>=6.29'],
     },
 )

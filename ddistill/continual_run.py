@@ -6,11 +6,14 @@
   memories/     distilled memories, one .npz per (seed, task), reused across
                 GEM margins and reruns;
   results.json  the best hyperparameter's final average accuracy, mean ± std
-                over seeds, and its accuracy matrices.
+                over seeds, and its accuracy matrices;
+  setup.json    the config without its grid fields: a rerun with more seeds or
+                margins adds runs, one with another setup is refused.
 """
 
 import json
 import os
+import shutil
 from typing import Callable, Optional
 
 import jax
@@ -78,6 +81,41 @@ def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
 
 
 STREAMS = ('permuted_mnist', 'split_cifar100')
+# Config fields that only list runs; changing them keeps the finished ones.
+GRID_FIELDS = ('seeds', 'gem_margins', 'ewc_lambdas')
+
+
+class WorkdirConflict(RuntimeError):
+  """The workdir holds runs (and memories) made with another setup."""
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str,
+                  fresh: bool = False) -> None:
+  """Refuses to mix runs or cached memories of different setups."""
+  setup = json.loads(config.to_json())
+  for field in GRID_FIELDS:
+    setup.pop(field, None)
+  path = os.path.join(workdir, 'setup.json')
+  if fresh:
+    for name in ('runs.json', 'results.json', 'setup.json', 'memories'):
+      target = os.path.join(workdir, name)
+      if os.path.isdir(target):
+        shutil.rmtree(target)
+      elif os.path.exists(target):
+        os.remove(target)
+  os.makedirs(workdir, exist_ok=True)
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) != setup:
+        raise WorkdirConflict(
+            f'{workdir} holds runs of a different setup ({path}); use another '
+            '--workdir, or pass --fresh to start over in this one')
+  elif os.path.exists(os.path.join(workdir, 'runs.json')):
+    raise WorkdirConflict(f'{workdir} holds runs of an unknown setup (no '
+                          f'{path}); pass --fresh to start over')
+  else:
+    with open(path, 'w') as f:
+      json.dump(setup, f, indent=2)
 
 
 def _stream(config, data, key):
@@ -90,10 +128,11 @@ def _stream(config, data, key):
 
 
 def run_continual(config: ml_collections.ConfigDict, workdir: str,
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = print,
+                  fresh: bool = False) -> dict:
   seeds = [int(s) for s in _floats(config.seeds, 'seeds')]
   settings = grid(config)
-  os.makedirs(workdir, exist_ok=True)
+  check_workdir(config, workdir, fresh)
   runs_path = os.path.join(workdir, 'runs.json')
   runs = {}
   if os.path.exists(runs_path):

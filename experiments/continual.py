@@ -18,11 +18,15 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for outputs.',
                                required=True)
+_FRESH = flags.DEFINE_bool(
+    'fresh', False, 'Delete the runs and memories already in --workdir and '
+    'start over (needed when the config changed beyond seeds and grids).')
 
 
 def main(argv):
   del argv
-  results = continual_run.run_continual(_CONFIG.value, _WORKDIR.value)
+  results = continual_run.run_continual(_CONFIG.value, _WORKDIR.value,
+                                         fresh=_FRESH.value)
   acc = results['final_accuracy']
   print(f"final average accuracy {100 * acc['mean']:.2f} +- "
         f"{100 * acc['std']:.2f} over {acc['n_seeds']} seeds, best setting "

@@ -34,11 +34,11 @@ def test_vmap_and_map_match_a_python_loop_over_inits():
     losses = [distill.outer_loss(d, jax.tree.map(lambda a: a[i], params0_I),
                                  **kw) for i in range(2)]
     return sum(losses) / 2
-  ref_loss, ref_grads = jax.value_and_grad(loop_loss)(distilled)
+  ref_loss, ref_grads = jax.jit(jax.value_and_grad(loop_loss))(distilled)
   for batching in distill.BATCHINGS:
-    loss, grads = jax.value_and_grad(functools.partial(
-        distill.mean_outer_loss, batching=batching, **kw))(distilled,
-                                                           params0_I)
+    loss, grads = jax.jit(jax.value_and_grad(functools.partial(
+        distill.mean_outer_loss, batching=batching, **kw)))(distilled,
+                                                            params0_I)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
@@ -50,10 +50,11 @@ def test_padding_inits_are_left_out_of_the_loss_and_gradients():
   loss_fn = functools.partial(distill.mean_outer_loss, real_x=x, real_y=y,
                               apply_fn=models.Apply(model), labels_SxN=labels)
   first_two = jax.tree.map(lambda a: a[:2], params0_I)
-  ref_loss, ref_grads = jax.value_and_grad(loss_fn)(distilled, first_two)
-  loss, grads = jax.value_and_grad(functools.partial(loss_fn, num_valid=2))(
-      distilled, params0_I)
-  all_three = loss_fn(distilled, params0_I)
+  ref_loss, ref_grads = jax.jit(jax.value_and_grad(loss_fn))(distilled,
+                                                             first_two)
+  loss, grads = jax.jit(jax.value_and_grad(functools.partial(
+      loss_fn, num_valid=2)))(distilled, params0_I)
+  all_three = jax.jit(loss_fn)(distilled, params0_I)
   assert abs(float(all_three) - float(ref_loss)) > 1e-4  # The pad matters...
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)  # ...unless left out.
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
@@ -75,9 +76,11 @@ def test_conv_paths_give_the_same_loss_and_gradients(name, shape):
   results = []
   for impl in models.CONV_IMPLS:
     model, params0_I, labels, distilled, x, y = _problem(name, shape, 1, impl)
-    results.append(jax.value_and_grad(distill.mean_outer_loss)(
-        distilled, params0_I, x, y, apply_fn=models.Apply(model),
-        labels_SxN=labels))
+    loss_fn = functools.partial(distill.mean_outer_loss,
+                                apply_fn=models.Apply(model),
+                                labels_SxN=labels)
+    results.append(jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I,
+                                                        x, y))
   (loss_ref, grads_ref), *others = results
   for loss, grads in others:
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)

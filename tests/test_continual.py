@@ -1,5 +1,7 @@
 """Continual learning: streams, GEM's projection, and the learners."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -110,6 +112,25 @@ def test_split_cifar100_with_resnet_gn_runs_under_mock_data(tmp_path,
   R = np.asarray(results['accuracy_matrices'][0])
   assert R.shape == (2, 2) and np.all((R >= 0) & (R <= 1))
   assert results['final_accuracy']['n_seeds'] == 1
+
+
+def test_workdir_of_another_setup_is_refused_unless_fresh(tmp_path):
+  config = continual_config.get_config('gem_distilled')
+  workdir = str(tmp_path)
+  continual_run.check_workdir(config, workdir)
+  with open(tmp_path / 'runs.json', 'w') as f:
+    f.write('{}')
+  os.makedirs(tmp_path / 'memories')
+  config.seeds, config.gem_margins = '0,1,2,3', '0.5'  # More runs: allowed.
+  continual_run.check_workdir(config, workdir)
+  config.learner.distill.gd_steps = 50  # Cached memories would be stale.
+  with pytest.raises(continual_run.WorkdirConflict, match='--fresh'):
+    continual_run.run_continual(config, workdir)
+  assert os.path.exists(tmp_path / 'runs.json')  # Nothing lost.
+  continual_run.check_workdir(config, workdir, fresh=True)
+  assert not os.path.exists(tmp_path / 'runs.json')
+  assert not os.path.exists(tmp_path / 'memories')
+  continual_run.check_workdir(config, workdir)  # Now this setup's workdir.
 
 
 def test_bad_continual_settings_are_errors():

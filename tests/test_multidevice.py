@@ -21,8 +21,8 @@ def _command(workdir, *extra):
           '--config.num_iterations=2', '--config.distill.num_inits=6',
           '--config.distill.steps=2', '--config.distill.epochs=1',
           '--config.real_batch_size=64', '--config.eval_every=0',
-          '--config.log_every=1', '--config.eval.num_models=6',
-          '--config.eval.num_models_during=3', *extra]
+          '--config.log_every=1', '--config.eval.num_models=2',
+          '--config.eval.num_models_during=2', *extra]
 
 
 def _env(devices=None):
