@@ -98,11 +98,22 @@ def table4_from_runs(runs_dir: str) -> str:
         r = json.load(f)
       acc = r['final_accuracy']
       ours = (f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} "
-              f"({acc['n_seeds']} seeds; {_setting(r['best_setting'])})")
+              f"({acc['n_seeds']} seeds; {_setting(r['best_setting'])}"
+              f"{_distilled_with(r['config'])})")
     fmt = lambda v: '—' if v is None else f'{v:.1f}'
     lines.append(f'| {memory} | {method} | {ours} | {fmt(paper_mnist)} | '
                  f'not run (no CIFAR-100 offline) | {fmt(paper_c100)} |')
   return '\n'.join(lines) + '\n'
+
+
+def _distilled_with(config: dict) -> str:
+  """How a distilled memory was made (the paper: 2,000 GD steps)."""
+  learner = config['learner']
+  if learner['memory'] != 'distilled':
+    return ''
+  d = learner['distill']
+  return (f"; distilled with {d['gd_steps']} GD steps, {d['iterations']} "
+          f"iterations")
 
 
 def _setting(setting: dict) -> str:

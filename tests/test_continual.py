@@ -144,3 +144,26 @@ def test_bad_continual_settings_are_errors():
     continual_run.grid(config)
   with pytest.raises(ValueError, match='unknown config variant'):
     continual_config.get_config('icarl')
+
+
+def test_table4_reports_runs_and_how_memories_were_distilled(tmp_path):
+  import json
+  from ddistill import tables
+  for variant, acc in (('gem', [0.6, 0.62]), ('gem_distilled', [0.7, 0.74])):
+    config = continual_config.get_config(variant)
+    config.learner.distill.gd_steps = 50
+    os.makedirs(tmp_path / variant)
+    with open(tmp_path / variant / 'results.json', 'w') as f:
+      json.dump({'final_accuracy': {'mean': float(np.mean(acc)),
+                                    'std': float(np.std(acc)), 'n_seeds': 2},
+                 'best_setting': {'gem_margin': 0.5},
+                 'config': json.loads(config.to_json())}, f)
+  rows = {tuple(line.split(' | ')[:2]): line for line in
+          tables.table4_from_runs(str(tmp_path)).splitlines()[2:]}
+  assert '| 61.0 ± 1.0 (2 seeds; gem_margin 0.5) | 67.4 |' in rows[
+      ('| 10', 'GEM')]
+  assert ('72.0 ± 2.0 (2 seeds; gem_margin 0.5; distilled with 50 GD steps, '
+          '300 iterations) | 75.6' in rows[('| 10', 'GEM + ours (distilled '
+                                            'memory)')])
+  assert '| not run | 75.3 |' in rows[('| 40', 'GEM')]
+  assert '| not run | 63.5 |' in rows[('| 0', 'EWC (no memory)')]
