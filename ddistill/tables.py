@@ -100,9 +100,12 @@ def table4_from_runs(runs_dir: str) -> str:
       ours = (f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} "
               f"({acc['n_seeds']} seeds; {_setting(r['best_setting'])}"
               f"{_distilled_with(r['config'])})")
+    c100 = 'not run (no CIFAR-100 offline)'
+    if variant.startswith('icarl'):  # iCaRL is a CIFAR-100 baseline only.
+      ours, c100 = '— (CIFAR-100 only)', 'not implemented yet'
     fmt = lambda v: '—' if v is None else f'{v:.1f}'
     lines.append(f'| {memory} | {method} | {ours} | {fmt(paper_mnist)} | '
-                 f'not run (no CIFAR-100 offline) | {fmt(paper_c100)} |')
+                 f'{c100} | {fmt(paper_c100)} |')
   return '\n'.join(lines) + '\n'
 
 

@@ -167,3 +167,4 @@ def test_table4_reports_runs_and_how_memories_were_distilled(tmp_path):
                                             'memory)')])
   assert '| not run | 75.3 |' in rows[('| 40', 'GEM')]
   assert '| not run | 63.5 |' in rows[('| 0', 'EWC (no memory)')]
+  assert '| not implemented yet | 42.4 |' in rows[('| 10', 'iCaRL')]
