@@ -2,15 +2,18 @@
 
 `python -m experiments.continual --config configs/continual.py:VARIANT`
 Variants: sgd, ewc, gem (10 real images per task), gem40, gem50,
-gem_distilled (10 distilled images per task), quick (a smoke run); and
-cifar100_gem, cifar100_gem_distilled, cifar100_ewc: split CIFAR-100 (20 tasks
-of 5 classes, tfds) with a reduced ResNet-18 with group norm (a GPU job).
+gem_distilled (10 distilled images per task), quick (a smoke run); and the
+same with a cifar100_ prefix, plus cifar100_icarl, cifar100_icarl40,
+cifar100_icarl50: split CIFAR-100 (20 tasks of 5 classes, tfds) with a
+reduced ResNet-18 with group norm (a GPU job).
 """
 
 import ml_collections
 
-VARIANTS = ('sgd', 'ewc', 'gem', 'gem40', 'gem50', 'gem_distilled', 'quick',
-            'cifar100_gem', 'cifar100_gem_distilled', 'cifar100_ewc')
+_CIFAR100 = ('sgd', 'ewc', 'gem', 'gem40', 'gem50', 'gem_distilled', 'icarl',
+             'icarl40', 'icarl50')
+VARIANTS = ('sgd', 'ewc', 'gem', 'gem40', 'gem50', 'gem_distilled',
+            'quick') + tuple(f'cifar100_{v}' for v in _CIFAR100)
 
 
 def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
@@ -28,7 +31,7 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
   config.init = 'xavier_normal'  # Initialization of the learner.
 
   learner = config.learner = ml_collections.ConfigDict()
-  learner.method = 'gem'  # sgd | ewc | gem.
+  learner.method = 'gem'  # sgd | ewc | gem | icarl (class-incremental only).
   learner.memory = 'real'  # gem's memory: real | distilled.
   learner.memory_per_task = 10  # Memory images per task (real).
   learner.lr = 0.1  # SGD step size (paper: 0.1).
@@ -36,6 +39,7 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
   learner.gem_margin = 0.0  # GEM's γ, when gem_margins has one value.
   learner.ewc_lambda = 0.0  # EWC penalty strength, when one value.
   learner.ewc_samples = 1000  # Examples per task for EWC's Fisher.
+  learner.icarl_reg = 0.0  # iCaRL's distillation weight, when one value.
 
   # The hyperparameter grid; the best mean over seeds is reported.
   config.gem_margins = '0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1'  # Paper's.
@@ -43,6 +47,7 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
   # (larger than GEM code's squared batch gradient), so at lr 0.1 the
   # penalty diverges from lambda 10 up and the useful range is lower.
   config.ewc_lambdas = '0.3,1,3,10,100,1000'
+  config.icarl_regs = '0.001,0.003,0.01,0.03,0.1,0.3,1'  # Paper's S-1.1 range.
 
   # Distilled memory (gem_distilled): per task, images_per_class images of
   # each class, one batch applied for gd_steps steps with learned lrs,
@@ -57,24 +62,24 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
   d.batch_size = 1000  # Real images per iteration (the whole task).
   d.iterations = 300  # Outer iterations per task.
 
-  if variant == 'sgd':
+  base = variant[len('cifar100_'):] if variant.startswith('cifar100_') \
+      else variant
+  if base == 'sgd':
     learner.method = 'sgd'
-  elif variant == 'ewc':
+  elif base == 'ewc':
     learner.method = 'ewc'
-  elif variant in ('gem40', 'gem50'):
-    learner.memory_per_task = int(variant[3:])
-  elif variant == 'gem_distilled':
+  elif base.startswith('icarl'):
+    learner.method = 'icarl'
+  elif base == 'gem_distilled':
     learner.memory = 'distilled'
-  elif variant.startswith('cifar100'):
+  if base in ('gem40', 'gem50', 'icarl40', 'icarl50'):
+    learner.memory_per_task = int(base[-2:])
+  if variant.startswith('cifar100'):
     config.stream = 'split_cifar100'
     config.model = 'resnet18_gn'  # Width 20, as GEM's reduced ResNet-18.
     d.images_per_class = 2  # 5 classes -> 10 images per task.
     d.gd_steps = 200  # As in the paper for CIFAR-100.
     d.batch_size = 256
-    if variant == 'cifar100_ewc':
-      learner.method = 'ewc'
-    elif variant == 'cifar100_gem_distilled':
-      learner.memory = 'distilled'
   elif variant == 'quick':
     config.seeds = '0'
     config.num_tasks = 3

@@ -23,6 +23,7 @@ import numpy as np
 from ddistill import continual
 from ddistill import datasets
 from ddistill import export
+from ddistill import icarl
 from ddistill import inits
 from ddistill import models
 from ddistill import task_streams
@@ -48,10 +49,13 @@ def grid(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
   if method == 'ewc':
     return [('ewc_lambda', v) for v in _floats(config.ewc_lambdas,
                                                 'ewc_lambdas')]
+  if method == 'icarl':
+    return [('icarl_reg', v) for v in _floats(config.icarl_regs,
+                                               'icarl_regs')]
   if method == 'sgd':
     return [('lr', config.learner.lr)]
   raise ValueError(f'config.learner.method {method!r}; known: '
-                   f'{continual.METHODS}')
+                   f"{continual.METHODS + ('icarl',)}")
 
 
 def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
@@ -82,7 +86,7 @@ def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
 
 STREAMS = ('permuted_mnist', 'split_cifar100')
 # Config fields that only list runs; changing them keeps the finished ones.
-GRID_FIELDS = ('seeds', 'gem_margins', 'ewc_lambdas')
+GRID_FIELDS = ('seeds', 'gem_margins', 'ewc_lambdas', 'icarl_regs')
 
 
 class WorkdirConflict(RuntimeError):
@@ -158,8 +162,11 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
       k_stream, k_learner = jax.random.split(jax.random.key(seed))
       stream = _stream(config, data, k_stream)
       try:
-        R = continual.run_stream(learner, stream, model, k_learner,
-                                 _memory_fn(config, model, seed, workdir))
+        if learner.method == 'icarl':
+          R = icarl.run_stream(learner, stream, model, k_learner)
+        else:
+          R = continual.run_stream(learner, stream, model, k_learner,
+                                   _memory_fn(config, model, seed, workdir))
       except FloatingPointError as e:
         # A setting of the grid that diverges (e.g. a large EWC lambda at
         # lr 0.1) is recorded as such; the rest of the grid goes on.

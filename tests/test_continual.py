@@ -10,6 +10,7 @@ from configs import continual as continual_config
 from ddistill import continual
 from ddistill import continual_run
 from ddistill import gem
+from ddistill import icarl
 from ddistill import inits
 from ddistill import models
 from ddistill import task_streams
@@ -95,17 +96,60 @@ def test_distilled_memory_has_one_image_per_class_and_learns(mnist):
   assert min(gaps) > 1e-3
 
 
+def test_herding_tracks_the_class_mean():
+  rng = np.random.default_rng(0)
+  f = rng.standard_normal((200, 5)) + 3.0
+  picks = icarl.herding(f, 20)
+  assert len(set(picks.tolist())) == 20
+  mean = f.mean(0)
+  assert picks[0] == np.argmin(np.linalg.norm(f - mean, axis=1))
+  herded = np.linalg.norm(f[picks].mean(0) - mean)
+  random = [np.linalg.norm(f[rng.choice(200, 20, replace=False)].mean(0) -
+                           mean) for _ in range(50)]
+  assert herded < 0.25 * np.median(random)
+  with pytest.raises(ValueError, match='exemplars'):
+    icarl.herding(f, 201)
+
+
+def test_icarl_distillation_reduces_forgetting(mnist):
+  import dataclasses
+  data = task_streams.unit_pixels(mnist)
+  data = dataclasses.replace(data, train_images=data.train_images[:3000],
+                             train_labels=data.train_labels[:3000])
+  stream = task_streams.split(data, 2)  # 5 tasks of 2 digits.
+  model = models.make_model('mlp', 10, (28, 28, 1),
+                            inits.kernel_initializer('xavier_normal'))
+  run = lambda reg: icarl.run_stream(
+      _learner('icarl', icarl_reg=reg, memory_per_task=50), stream, model,
+      jax.random.key(1))
+  plain, distilled = run(0.0), run(1.0)
+  # Nearest mean of exemplars learns every task...
+  assert np.all(np.diag(distilled) > 0.9)
+  # ...and keeping the stored exemplars' outputs forgets the first task less.
+  forgetting = lambda R: R[0, 0] - R[-1, 0]
+  assert forgetting(distilled) < forgetting(plain) - 0.015
+  with pytest.raises(ValueError, match='class-incremental'):
+    icarl.run_stream(_learner('icarl'), task_streams.permuted(
+        data, jax.random.key(0), 2, 10), model, jax.random.key(1))
+  with pytest.raises(ValueError, match='memory_per_task'):
+    icarl.run_stream(_learner('icarl', memory_per_task=1), stream, model,
+                     jax.random.key(1))
+
+
+@pytest.mark.parametrize('variant', ['cifar100_gem', 'cifar100_icarl'])
 def test_split_cifar100_with_resnet_gn_runs_under_mock_data(tmp_path,
-                                                          monkeypatch):
+                                                          monkeypatch,
+                                                          variant):
   import functools
   import tensorflow_datasets as tfds
   from ddistill import resnet
   # A narrow, shallow ResNet keeps the test fast; the wiring is the same.
   monkeypatch.setitem(models.MODELS, 'resnet18_gn', functools.partial(
       resnet.ResNet18GN, width=4, blocks=(1, 1)))
-  config = continual_config.get_config('cifar100_gem')
-  config.seeds, config.num_tasks, config.gem_margins = '0', 2, '0'
-  config.learner.memory_per_task = 3
+  config = continual_config.get_config(variant)
+  config.seeds, config.num_tasks = '0', 2
+  config.gem_margins, config.icarl_regs = '0', '0.1'
+  config.learner.memory_per_task = 10
   with tfds.testing.mock_data(num_examples=300):
     results = continual_run.run_continual(config, str(tmp_path),
                                           log=lambda _: None)
@@ -149,14 +193,16 @@ def test_bad_continual_settings_are_errors():
 def test_table4_reports_runs_and_how_memories_were_distilled(tmp_path):
   import json
   from ddistill import tables
-  for variant, acc in (('gem', [0.6, 0.62]), ('gem_distilled', [0.7, 0.74])):
+  for variant, acc in (('gem', [0.6, 0.62]), ('gem_distilled', [0.7, 0.74]),
+                       ('cifar100_icarl', [0.4, 0.44])):
     config = continual_config.get_config(variant)
     config.learner.distill.gd_steps = 50
     os.makedirs(tmp_path / variant)
     with open(tmp_path / variant / 'results.json', 'w') as f:
       json.dump({'final_accuracy': {'mean': float(np.mean(acc)),
                                     'std': float(np.std(acc)), 'n_seeds': 2},
-                 'best_setting': {'gem_margin': 0.5},
+                 'best_setting': ({'icarl_reg': 0.1} if 'icarl' in variant
+                                  else {'gem_margin': 0.5}),
                  'config': json.loads(config.to_json())}, f)
   rows = {tuple(line.split(' | ')[:2]): line for line in
           tables.table4_from_runs(str(tmp_path)).splitlines()[2:]}
@@ -167,4 +213,7 @@ def test_table4_reports_runs_and_how_memories_were_distilled(tmp_path):
                                             'memory)')])
   assert '| not run | 75.3 |' in rows[('| 40', 'GEM')]
   assert '| not run | 63.5 |' in rows[('| 0', 'EWC (no memory)')]
-  assert '| not implemented yet | 42.4 |' in rows[('| 10', 'iCaRL')]
+  assert ('| — (class-incremental only) | — | 42.0 ± 2.0 (2 seeds; icarl_reg '
+          '0.1) | 42.4 |') in rows[('| 10', 'iCaRL')]
+  assert '| not run (no CIFAR-100 offline) | 45.8 |' in rows[('| 40',
+                                                             'iCaRL')]
