@@ -29,6 +29,9 @@ from ddistill import models
 from ddistill import task_streams
 
 
+METHODS = continual.METHODS + ('icarl',)  # icarl lives in ddistill/icarl.py.
+
+
 def _floats(text: str, field: str) -> list[float]:
   try:
     values = [float(v) for v in str(text).split(',') if v.strip()]
@@ -54,8 +57,7 @@ def grid(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
                                                'icarl_regs')]
   if method == 'sgd':
     return [('lr', config.learner.lr)]
-  raise ValueError(f'config.learner.method {method!r}; known: '
-                   f"{continual.METHODS + ('icarl',)}")
+  raise ValueError(f'config.learner.method {method!r}; known: {METHODS}')
 
 
 def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:

@@ -134,8 +134,9 @@ def run_stream(config: ml_collections.ConfigDict,
     for s in range(t + 1):  # Targets for distillation: today's outputs.
       mem_out[s] = _batched(outputs, flat, mem_x[s].reshape(
           (-1,) + shape)).reshape(K, per_class, num_classes)
-    R[t] = [_accuracy(outputs, flat, stream.task(j), mem_x[j], seen_T[j])
-            for j in range(num_tasks)]
+    # mem_out holds today's outputs on every stored exemplar: class means.
+    R[t] = [_accuracy(outputs, flat, stream.task(j), mem_out[j].mean(1),
+                      seen_T[j]) for j in range(num_tasks)]
     if log:
       log(f'task {t}: mean accuracy so far {R[t, :t + 1].mean():.4f}')
   return R
@@ -146,16 +147,13 @@ def _batched(fn, flat, x, chunk: int = 2000) -> np.ndarray:
                          for i in range(0, len(x), chunk)])
 
 
-def _accuracy(outputs, flat, task: task_streams.Task, exemplars_KxE,
+def _accuracy(outputs, flat, task: task_streams.Task, means_KxC: np.ndarray,
               stored: bool) -> float:
   """Nearest mean of exemplars; a task without exemplars yet gets its first
   class for every image (GEM's code answers uniformly there)."""
   if not stored:
     return float(np.mean(task.test_y == task.classes[0]))
-  K, E = exemplars_KxE.shape[:2]
-  means_KxD = _batched(outputs, flat, exemplars_KxE.reshape(
-      (K * E,) + exemplars_KxE.shape[2:])).reshape(K, E, -1).mean(1)
   pred = nearest_mean(jnp.asarray(_batched(outputs, flat, task.test_x)),
-                      jnp.asarray(means_KxD))
+                      jnp.asarray(means_KxC))
   return float(np.mean(np.asarray(task.classes)[np.asarray(pred)] ==
                        task.test_y))
