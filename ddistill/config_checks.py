@@ -65,6 +65,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'model.init', inits.INITS)
   _float(config, 'model.init_gain', 0.0)
   _choice(config, 'model.conv_impl', ('auto',) + models.CONV_IMPLS)
+  _choice(config, 'model.first_order_conv_impl', ('auto',) + models.CONV_IMPLS)
 
   mode = _choice(config, 'distill.init_mode', INIT_MODES)
   if 'pretrained' in mode and not _get(config, 'distill.pretrained_dir'):

@@ -107,19 +107,27 @@ def train_on_distilled(apply_fn: ApplyFn, params: Params,
 
 def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
                real_y: jax.Array, *, apply_fn: ApplyFn, labels_SxN: jax.Array,
-               remat: bool = True, unroll: int | bool = 1) -> jax.Array:
-  """Loss on real data of a net trained from `params0` on the distilled set."""
+               remat: bool = True, unroll: int | bool = 1,
+               real_apply_fn: Optional[ApplyFn] = None) -> jax.Array:
+  """Loss on real data of a net trained from `params0` on the distilled set.
+
+  real_apply_fn: the same network, applied to the real batch (default
+  `apply_fn`). That pass is differentiated once, the inner steps twice, so
+  each may use the implementation fastest for it (models.CONV_IMPLS).
+  """
   params = train_on_distilled(apply_fn, params0, distilled['images'],
                               labels_SxN, lrs_from_raw(distilled['raw_lrs']),
                               remat, unroll)
-  return cross_entropy(apply_fn(params, real_x), real_y)
+  real_apply_fn = real_apply_fn or apply_fn
+  return cross_entropy(real_apply_fn(params, real_x), real_y)
 
 
 def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
                     real_y: jax.Array, *, apply_fn: ApplyFn,
                     labels_SxN: jax.Array, batching: str = 'vmap',
                     remat: bool = True, unroll: int | bool = 1,
-                    num_valid: Optional[int] = None) -> jax.Array:
+                    num_valid: Optional[int] = None,
+                    real_apply_fn: Optional[ApplyFn] = None) -> jax.Array:
   """`outer_loss` averaged over the stacked inits `params0_I` (axis 0).
 
   num_valid: average over the first `num_valid` inits only; the rest are
@@ -133,7 +141,7 @@ def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
   loss_fn = functools.partial(outer_loss, distilled, real_x=real_x,
                               real_y=real_y, apply_fn=apply_fn,
                               labels_SxN=labels_SxN, remat=remat,
-                              unroll=unroll)
+                              unroll=unroll, real_apply_fn=real_apply_fn)
   if batching == 'vmap':
     losses_I = jax.vmap(loss_fn, in_axes=0)(params0_I)
   elif batching == 'map':
@@ -156,7 +164,8 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                labels_SxN: jax.Array, optimizer: optax.GradientTransformation,
                batch_size: int, batching: str = 'vmap',
                remat: bool = True, unroll: int | bool = 1,
-               num_valid: Optional[int] = None) -> tuple[dict, dict]:
+               num_valid: Optional[int] = None,
+               real_apply_fn: Optional[ApplyFn] = None) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
   state: {'distilled': Distilled, 'opt_state': ...}; `params0_I` holds the
@@ -167,7 +176,8 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   loss, grads = jax.value_and_grad(mean_outer_loss)(
       state['distilled'], params0_I, train_x[idx_B], train_y[idx_B],
       apply_fn=apply_fn, labels_SxN=labels_SxN, batching=batching,
-      remat=remat, unroll=unroll, num_valid=num_valid)
+      remat=remat, unroll=unroll, num_valid=num_valid,
+      real_apply_fn=real_apply_fn)
   updates, opt_state = optimizer.update(grads, state['opt_state'],
                                         state['distilled'])
   distilled = optax.apply_updates(state['distilled'], updates)

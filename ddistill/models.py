@@ -5,6 +5,7 @@ stochastic or stateful, and the paper disables them.
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -16,7 +17,9 @@ from ddistill import alexnet
 from ddistill import resnet
 
 Initializer = Callable[..., jax.Array]
-CONV_IMPLS = ('xla', 'matmul', 'banded')
+CONV_IMPLS = ('xla', 'matmul', 'banded', 'split')
+# Above this many entries in a banded matrix, 'split' uses XLA's convolutions.
+_MAX_BAND_ENTRIES = 1 << 16
 
 
 def conv_as_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
@@ -60,6 +63,79 @@ def conv_as_banded_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
   return y.reshape(b, h_out, w_out, o)
 
 
+def conv_xla(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
+             pad: int) -> jax.Array:
+  return jax.lax.conv_general_dilated(
+      x_BxHxWxC, kernel_KxKxCxO, (1, 1), [(pad, pad)] * 2,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def conv_as_shifted_sum(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
+                        pad: int) -> jax.Array:
+  """A stride-1 convolution as a sum of kh * kw products of shifted slices.
+
+  With one input channel each product is an outer product, so XLA fuses the
+  whole convolution into one elementwise loop that copies no patches.
+  """
+  kh, kw, _, _ = kernel_KxKxCxO.shape
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  return sum(x[:, i:i + h, j:j + w, :] @ kernel_KxKxCxO[i, j]
+             for i in range(kh) for j in range(kw))
+
+
+def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
+                 pad: int):
+  """(forward, kernel-gradient, input-gradient) convs for `conv_split`.
+
+  The fastest of each measured on CPU for LeNet's layers on a 1,024-image
+  batch (benchmarks/README.md); large layers keep XLA's convolutions.
+  """
+  kh, kw, c, o = kernel_shape
+  w = x_shape[2] + 2 * pad
+  small = w * c * (w - kw + 1) * o <= _MAX_BAND_ENTRIES
+  banded_or_xla = conv_as_banded_matmul if small else conv_xla
+  forward = conv_as_shifted_sum if c == 1 else banded_or_xla
+  # With one input channel the patches are few and, on the real batch, the
+  # same for every init: one matmul then serves all of them.
+  kernel_grad = conv_as_matmul if c == 1 else banded_or_xla
+  input_grad = conv_as_banded_matmul if small else conv_xla
+  return forward, kernel_grad, input_grad
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_split(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
+               pad: int) -> jax.Array:
+  """A stride-1 convolution whose passes each use their fastest formulation.
+
+  The forward pass and the two gradients are the same convolution computed
+  three ways (`_split_impls`). Its backward pass is plain JAX, so it can be
+  differentiated again, but slowly: use it where the network is
+  differentiated once (the real batch of the outer loss, evaluation).
+  """
+  forward, _, _ = _split_impls(x_BxHxWxC.shape, kernel_KxKxCxO.shape, pad)
+  return forward(x_BxHxWxC, kernel_KxKxCxO, pad)
+
+
+def _conv_split_fwd(x_BxHxWxC, kernel_KxKxCxO, pad):
+  return conv_split(x_BxHxWxC, kernel_KxKxCxO, pad), (x_BxHxWxC,
+                                                      kernel_KxKxCxO)
+
+
+def _conv_split_bwd(pad, residuals, g_BxHxWxO):
+  x, kernel = residuals
+  _, kernel_grad, input_grad = _split_impls(x.shape, kernel.shape, pad)
+  # The convolution is linear in each argument; its transposes are the VJPs.
+  dkernel, = jax.linear_transpose(lambda k: kernel_grad(x, k, pad),
+                                  kernel)(g_BxHxWxO)
+  dx, = jax.linear_transpose(lambda x: input_grad(x, kernel, pad),
+                             x)(g_BxHxWxO)
+  return dx, dkernel
+
+
+conv_split.defvjp(_conv_split_fwd, _conv_split_bwd)
+
+
 class Conv(nn.Module):
   """Stride-1 'same'-style conv with symmetric zero padding.
 
@@ -79,25 +155,42 @@ class Conv(nn.Module):
                         (k, k, x_BxHxWxC.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     x_BxHxWxC, kernel, bias = nn.dtypes.promote_dtype(x_BxHxWxC, kernel, bias)
-    if self.impl == 'matmul':
-      y = conv_as_matmul(x_BxHxWxC, kernel, self.padding)
-    elif self.impl == 'banded':
-      y = conv_as_banded_matmul(x_BxHxWxC, kernel, self.padding)
-    elif self.impl == 'xla':
-      pad = [(self.padding, self.padding)] * 2
-      y = jax.lax.conv_general_dilated(
-          x_BxHxWxC, kernel, (1, 1), pad,
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    else:
+    impls = {'matmul': conv_as_matmul, 'banded': conv_as_banded_matmul,
+             'xla': conv_xla, 'split': conv_split}
+    if self.impl not in impls:
       raise ValueError(f'unknown conv impl {self.impl!r}; known: {CONV_IMPLS}')
-    return y + bias
+    return impls[self.impl](x_BxHxWxC, kernel, self.padding) + bias
 
 
+@jax.custom_vjp
 def max_pool_2x2(x_BxHxWxC: jax.Array) -> jax.Array:
-  """2x2 max-pool, stride 2, as a reshape (cheaper backward on CPU)."""
+  """2x2 max-pool, stride 2, as a reshape (an odd last row or column is cut).
+
+  Its gradient is a mask, not the autodiff of `max` (which counts ties and
+  costs several passes on CPU). Ties each get the gradient; after a ReLU
+  they are zeros, where ReLU's gradient is zero anyway.
+  """
   b, h, w, c = x_BxHxWxC.shape
   return x_BxHxWxC[:, :h // 2 * 2, :w // 2 * 2].reshape(
       b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _max_pool_fwd(x_BxHxWxC):
+  y = max_pool_2x2(x_BxHxWxC)
+  return y, (x_BxHxWxC, y)
+
+
+def _max_pool_bwd(residuals, g_BxHxWxC):
+  x, y = residuals
+  b, h, w, c = x.shape
+  h2, w2 = h // 2 * 2, w // 2 * 2
+  x6 = x[:, :h2, :w2].reshape(b, h // 2, 2, w // 2, 2, c)
+  hit = x6 == y[:, :, None, :, None]
+  dx = jnp.where(hit, g_BxHxWxC[:, :, None, :, None], 0.).reshape(b, h2, w2, c)
+  return (jnp.pad(dx, ((0, 0), (0, h - h2), (0, w - w2), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def local_response_norm(x_BxHxWxC: jax.Array, size: int = 4,
@@ -194,6 +287,18 @@ class Apply:
 def default_conv_impl() -> str:
   """'matmul' on CPU (faster there), XLA's own convolutions elsewhere."""
   return 'matmul' if jax.default_backend() == 'cpu' else 'xla'
+
+
+def first_order_conv_impl(impl: str, conv_impl: str) -> str:
+  """The conv for passes differentiated once; 'auto': 'split' on CPU.
+
+  conv_impl: the one the inner steps use, kept on other backends.
+  """
+  if impl != 'auto':
+    return impl
+  if jax.default_backend() == 'cpu':
+    return 'split'
+  return default_conv_impl() if conv_impl == 'auto' else conv_impl
 
 
 def make_model(name: str, num_classes: int, image_shape: tuple[int, ...],

@@ -68,6 +68,14 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   return model, models.Apply(model)
 
 
+def first_order_apply(config: ml_collections.ConfigDict,
+                      model) -> models.Apply:
+  """`model` for passes differentiated only once: the real batch, evaluation."""
+  impl = models.first_order_conv_impl(config.model.first_order_conv_impl,
+                                      config.model.conv_impl)
+  return models.Apply(model.clone(conv_impl=impl))
+
+
 def _pool(config: ml_collections.ConfigDict, model, image_shape) -> dict:
   return pretrained.load_pool(config.distill.pretrained_dir, model,
                               image_shape)
@@ -113,12 +121,31 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
                      f'{config.data.name} has {data.image_shape}')
   if d.labels.min() < 0 or d.labels.max() >= data.num_classes:
     raise ValueError(f'{path}: labels outside [0, {data.num_classes})')
-  model, apply_fn = build_model(config, data.num_classes, data.image_shape)
+  model, _ = build_model(config, data.num_classes, data.image_shape)
   params0_M = heldout_inits(config, model, data.image_shape, num_models)
-  accs = evaluate.evaluate_set(apply_fn, params0_M, d.images, d.labels, d.lrs,
+  accs = evaluate.evaluate_set(first_order_apply(config, model), params0_M, d.images, d.labels, d.lrs,
                                data.test_images, data.test_labels)
   return {'test_accuracy': evaluate.summarize(accs), 'distilled': path,
           'init_mode': config.distill.init_mode}
+
+
+# Fields that change how a run is computed, not what: a run resumes, and its
+# results are reused, under other values of these (say, on another backend,
+# or saved before the field existed).
+HOW_NOT_WHAT = {'model': ('conv_impl', 'first_order_conv_impl'),
+                'distill': ('batching', 'remat')}
+
+
+def same_run(saved: dict, config: ml_collections.ConfigDict) -> bool:
+  """Whether a saved config (JSON) describes the same run as `config`."""
+  def what(c: dict) -> dict:
+    c = {k: dict(v) if isinstance(v, dict) else v for k, v in c.items()}
+    for group, fields in HOW_NOT_WHAT.items():
+      for field in fields:
+        if isinstance(c.get(group), dict):
+          c[group].pop(field, None)
+    return c
+  return what(saved) == what(json.loads(config.to_json()))
 
 
 def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
@@ -137,7 +164,7 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
   if os.path.exists(path):
     with open(path) as f:
       previous = json.load(f)
-    if previous != json.loads(config.to_json()):
+    if not same_run(previous, config):
       raise WorkdirConflict(
           f'{workdir} holds a run with a different config ({path}); use '
           'another --workdir, or pass --fresh to start over in this one')
@@ -152,7 +179,8 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
 class Program:
   """What one outer iteration computes, built from the config alone."""
   model: Any
-  apply_fn: models.Apply
+  apply_fn: models.Apply  # The inner GD steps (differentiated twice).
+  first_order_apply_fn: models.Apply  # The real batch and evaluation.
   labels_SxN: jax.Array
   optimizer: Any
   step_fn: Callable  # (state, params0_I, train_x, train_y, key) -> (state, metrics)
@@ -166,6 +194,7 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
   """unroll: passed to the inner scans (True for exact FLOP counts)."""
   dc = config.distill
   model, apply_fn = build_model(config, num_classes, image_shape)
+  first_order_apply_fn = first_order_apply(config, model)
   labels_SxN = distill.distilled_labels(dc.steps, num_classes,
                                         dc.images_per_class)
   optimizer = distill.make_optimizer(config.optim.lr, config.optim.b1,
@@ -209,11 +238,12 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
       functools.partial(distill.train_step, apply_fn=apply_fn,
                         labels_SxN=labels_SxN, optimizer=optimizer,
                         batch_size=config.real_batch_size, batching=batching,
-                        remat=dc.remat, unroll=unroll, num_valid=num_valid),
+                        remat=dc.remat, unroll=unroll, num_valid=num_valid,
+                        real_apply_fn=first_order_apply_fn),
       in_shardings=(rep, inits_sharding, rep, rep, rep),
       out_shardings=(rep, rep))
-  return Program(model, apply_fn, labels_SxN, optimizer, step_fn,
-                 sample_inits, mesh)
+  return Program(model, apply_fn, first_order_apply_fn, labels_SxN,
+                 optimizer, step_fn, sample_inits, mesh)
 
 
 def initial_state(config: ml_collections.ConfigDict, program: Program,
@@ -238,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   _check_workdir(config, workdir, fresh)
   data = load_data(config)
   program = build_program(config, data.num_classes, data.image_shape)
-  model, apply_fn = program.model, program.apply_fn
+  model, apply_fn = program.model, program.first_order_apply_fn
   labels_SxN, keys = program.labels_SxN, run_keys(config.seed)
   train_x, train_y = sharding.put((data.train_images, data.train_labels),
                                   sharding.replicated(program.mesh))
@@ -318,7 +348,7 @@ def run_or_load(config: ml_collections.ConfigDict,
   if os.path.exists(path):
     with open(path) as f:
       done = json.load(f)
-    if done['config'] == json.loads(config.to_json()):
+    if same_run(done['config'], config):
       return done
   return train_and_evaluate(config, workdir)
 
@@ -331,7 +361,7 @@ def _finish(config, workdir, data, program: Program,
   labels_SxN = np.asarray(program.labels_SxN)
   params0_M = heldout_inits(config, program.model, data.image_shape,
                             config.eval.num_models)
-  accs = evaluate.evaluate_set(program.apply_fn, params0_M, d['images'],
+  accs = evaluate.evaluate_set(program.first_order_apply_fn, params0_M, d['images'],
                                labels_SxN, lrs, data.test_images,
                                data.test_labels, program.mesh)
   results = {

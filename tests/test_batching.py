@@ -124,3 +124,51 @@ def test_inits_have_the_intended_scale(name):
     np.testing.assert_allclose(flat.T @ flat, 4.0 * np.eye(32), atol=1e-4)
   else:
     np.testing.assert_allclose(np.std(w), std, rtol=0.05)
+
+
+def test_first_order_conv_on_the_real_batch_gives_the_same_meta_gradient():
+  # Training runs apply the net to the real batch with 'split' (fast on CPU,
+  # differentiated once) and run the inner steps with 'matmul'. Three inits
+  # share one real batch, as in a random-init iteration.
+  model, params0_I, labels, distilled, x, y = _problem(num_inits=3)
+  results = []
+  for real_impl in ('matmul', 'split', 'xla'):
+    loss_fn = functools.partial(
+        distill.mean_outer_loss, apply_fn=models.Apply(model),
+        labels_SxN=labels,
+        real_apply_fn=models.Apply(model.clone(conv_impl=real_impl)))
+    results.append(jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I,
+                                                        x, y))
+  (loss_ref, grads_ref), *others = results
+  for loss, grads in others:
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+      np.testing.assert_allclose(a, b, rtol=1e-3,
+                                 atol=1e-4 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize('shape', [(2, 6, 6, 3), (2, 7, 5, 2)])
+def test_max_pool_gradients_match_autodiff_of_max(shape):
+  # Random inputs have no ties, where the mask gradient and the autodiff of
+  # `max` agree; odd sizes lose their last row or column, as before.
+  x = jax.random.normal(jax.random.key(1), shape)
+  w = jax.random.normal(jax.random.key(2), (shape[0], shape[1] // 2,
+                                            shape[2] // 2, shape[3]))
+
+  def plain(x):
+    b, h, wd, c = x.shape
+    return x[:, :h // 2 * 2, :wd // 2 * 2].reshape(
+        b, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
+
+  for pool in (models.max_pool_2x2, plain):
+    np.testing.assert_array_equal(pool(x), plain(x))
+  # First order, and second order as the meta-gradient needs it: the
+  # gradient of a loss taken after one gradient step.
+  def after_step(pool, x):
+    g = jax.grad(lambda x: jnp.sum(w * pool(x)**2))(x)
+    return jnp.sum(jnp.sin(pool(x - 0.1 * g)))
+
+  for order in (lambda p: jax.grad(lambda x: jnp.sum(w * p(x)**2)),
+                lambda p: jax.grad(functools.partial(after_step, p))):
+    np.testing.assert_allclose(order(models.max_pool_2x2)(x),
+                               order(plain)(x), rtol=1e-5, atol=1e-6)

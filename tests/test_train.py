@@ -148,7 +148,16 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir):
 
 def test_workdir_with_another_config_is_not_mixed(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(_tiny_config(data_dir, num_iterations=2), workdir)
+  first = train.train_and_evaluate(_tiny_config(data_dir, num_iterations=2),
+                                   workdir)
+  # Other implementations of the same run (another backend's) resume it.
+  how = {'model.conv_impl': 'xla', 'model.first_order_conv_impl': 'matmul',
+         'distill.batching': 'map'}
+  again = train.train_and_evaluate(
+      _tiny_config(data_dir, num_iterations=2, **how), workdir)
+  assert len(metrics.read(workdir)) == 2  # Iterations 0 and 2, not rerun.
+  np.testing.assert_allclose(again['test_accuracy']['mean'],
+                             first['test_accuracy']['mean'], atol=1e-6)
   other = _tiny_config(data_dir, num_iterations=2, **{'optim.lr': 0.02})
   with pytest.raises(train.WorkdirConflict, match='--fresh'):
     train.train_and_evaluate(other, workdir)
