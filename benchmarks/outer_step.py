@@ -36,7 +36,11 @@ _UNROLL = flags.DEFINE_integer('unroll', 30, 'T for setting d.')
 _INITS = flags.DEFINE_integer('inits', 4, 'Inits per iteration in setting b.')
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed iterations.')
 _BATCHING = flags.DEFINE_string('batching', 'auto', 'auto | vmap | map.')
-_CONV = flags.DEFINE_string('conv_impl', 'auto', 'auto | xla | matmul.')
+_CONV = flags.DEFINE_string('conv_impl', 'auto',
+                            'Inner steps: auto | xla | matmul | banded | split.')
+_CONV_FIRST = flags.DEFINE_string('first_order_conv_impl', 'auto',
+                                  'Real batch: auto | xla | matmul | banded | '
+                                  'split.')
 _FLOPS = flags.DEFINE_bool('flops', True, 'Count FLOPs (compiles the step '
                            'again, unrolled; slow for large --unroll).')
 
@@ -45,6 +49,7 @@ def setting_config(setting: str, unroll: int, num_inits: int):
   config = mnist_config.get_config('fixed')
   config.distill.batching = _BATCHING.value
   config.model.conv_impl = _CONV.value
+  config.model.first_order_conv_impl = _CONV_FIRST.value
   if setting == 'b':
     config.distill.init_mode = 'random'
     config.distill.num_inits = num_inits

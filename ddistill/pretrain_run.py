@@ -57,8 +57,8 @@ def run_pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise ValueError(f'config.{field} = {config[field]} must be >= 1')
   start = time.time()
   data = train.load_data(config)
-  model, apply_fn = train.build_model(config, data.num_classes,
-                                      data.image_shape)
+  model, _ = train.build_model(config, data.num_classes, data.image_shape)
+  apply_fn = train.first_order_apply(config, model)
   total = config.num_train + config.num_heldout
   chunks = []
   root = jax.random.key(config.seed)

@@ -28,8 +28,8 @@ def _baselines(config: ml_collections.ConfigDict, ds: ml_collections.ConfigDict,
   b = config.baselines
   k_models, k_selection, k_sets = jax.random.split(
       jax.random.key(config.seed), 3)
-  model, apply_fn = train.build_model(ds.random, data.num_classes,
-                                      data.image_shape)
+  model, _ = train.build_model(ds.random, data.num_classes, data.image_shape)
+  apply_fn = train.first_order_apply(ds.random, model)
   heldout_M = inits.sample_params(model, k_models, b.num_models,
                                   data.image_shape)
   selection_M = inits.sample_params(model, k_selection, b.selection_models,

@@ -80,8 +80,9 @@ def run_table2(config: ml_collections.ConfigDict,
       results.setdefault(row, {})[f'ours_{mode}'] = train.run_or_load(
           run, os.path.join(folder, f'ours_{mode}'))['test_accuracy']
     data = train.load_data(runs['random'])
-    model, apply_fn = train.build_model(runs['random'], data.num_classes,
-                                        data.image_shape)
+    model, _ = train.build_model(runs['random'], data.num_classes,
+                                 data.image_shape)
+    apply_fn = train.first_order_apply(runs['random'], model)
     pool = pretrained.load_pool(pool_dir, model, data.image_shape)
     heldout_M = jax.tree.map(lambda a: a[:config.num_models], pool['heldout'])
     selection_M = jax.tree.map(

@@ -52,8 +52,8 @@ def run_table3(config: ml_collections.ConfigDict,
     run.distill.pretrained_dir = run.distill.pretrained_dir or pool_dir
     ours = train.run_or_load(run, os.path.join(folder, 'ours'))
     data = train.load_data(run)
-    model, apply_fn = train.build_model(run, data.num_classes,
-                                        data.image_shape)
+    model, _ = train.build_model(run, data.num_classes, data.image_shape)
+    apply_fn = train.first_order_apply(run, model)
     pool = pretrained.load_pool(pool_dir, model, data.image_shape)
     # Fixed pretrained: the baselines train the net our data was made for.
     net_M = jax.tree.map(lambda a: a[:1], pool['train'])

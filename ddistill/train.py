@@ -123,8 +123,9 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
     raise ValueError(f'{path}: labels outside [0, {data.num_classes})')
   model, _ = build_model(config, data.num_classes, data.image_shape)
   params0_M = heldout_inits(config, model, data.image_shape, num_models)
-  accs = evaluate.evaluate_set(first_order_apply(config, model), params0_M, d.images, d.labels, d.lrs,
-                               data.test_images, data.test_labels)
+  accs = evaluate.evaluate_set(first_order_apply(config, model), params0_M,
+                               d.images, d.labels, d.lrs, data.test_images,
+                               data.test_labels)
   return {'test_accuracy': evaluate.summarize(accs), 'distilled': path,
           'init_mode': config.distill.init_mode}
 
@@ -361,8 +362,8 @@ def _finish(config, workdir, data, program: Program,
   labels_SxN = np.asarray(program.labels_SxN)
   params0_M = heldout_inits(config, program.model, data.image_shape,
                             config.eval.num_models)
-  accs = evaluate.evaluate_set(program.first_order_apply_fn, params0_M, d['images'],
-                               labels_SxN, lrs, data.test_images,
+  accs = evaluate.evaluate_set(program.first_order_apply_fn, params0_M,
+                               d['images'], labels_SxN, lrs, data.test_images,
                                data.test_labels, program.mesh)
   results = {
       'test_accuracy': evaluate.summarize(accs),
