@@ -84,22 +84,54 @@ def conv_as_shifted_sum(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
              for i in range(kh) for j in range(kw))
 
 
+def conv_kernel_grad_by_rows(x_BxHxWxC: jax.Array, g_BxHoxWoxO: jax.Array,
+                             kernel_shape: tuple[int, ...],
+                             pad: int) -> jax.Array:
+  """The gradient of a stride-1 conv with respect to its kernel, by rows.
+
+  The transpose of `conv_as_banded_matmul` in the kernel, written out so
+  that each kernel row is one matmul of contiguous slabs, contracting over
+  images and output rows: [W*C, B*Ho] @ [B*Ho, Wo*O]. The kw diagonals of
+  each product are the kernel's columns. XLA's own transpose of the banded
+  conv (and its convolution) copy and reorder much more on CPU.
+  """
+  kh, kw, c, o = kernel_shape
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  b, h, w, _ = x.shape
+  h_out, w_out = h - kh + 1, w - kw + 1
+  rows_BxHxWC = x.reshape(b, h, w * c)
+  g_BxHoxWoO = g_BxHoxWoxO.reshape(b, h_out, w_out * o)
+  m_KxWCxWoO = jnp.stack([
+      jnp.einsum('bhp,bhq->pq', rows_BxHxWC[:, i:i + h_out], g_BxHoxWoO)
+      for i in range(kh)])
+  m = m_KxWCxWoO.reshape(kh, w, c, w_out, o)
+  # shift[j, w_in, w_out] = 1 where w_in == w_out + j, as in the banded conv.
+  shift_KxWxWo = (np.arange(w)[None, :, None] == np.arange(w_out)[None, None, :]
+                  + np.arange(kw)[:, None, None]).astype(np.float32)
+  return jnp.einsum('jpw,ipcwo->ijco', shift_KxWxWo.astype(m.dtype), m)
+
+
 def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
                  pad: int):
-  """(forward, kernel-gradient, input-gradient) convs for `conv_split`.
+  """(forward, kernel-gradient, input-gradient) for `conv_split`.
 
-  The fastest of each measured on CPU for LeNet's layers on a 1,024-image
-  batch (benchmarks/README.md); large layers keep XLA's convolutions.
+  forward and input-gradient are convs (x, kernel, pad) -> y; the
+  kernel-gradient maps (x, g, kernel_shape, pad) -> dkernel. The fastest of
+  each measured on CPU for LeNet's layers on a 1,024-image batch
+  (benchmarks/README.md); large layers keep XLA's convolutions.
   """
   kh, kw, c, o = kernel_shape
   w = x_shape[2] + 2 * pad
   small = w * c * (w - kw + 1) * o <= _MAX_BAND_ENTRIES
   banded_or_xla = conv_as_banded_matmul if small else conv_xla
   forward = conv_as_shifted_sum if c == 1 else banded_or_xla
-  # With one input channel the patches are few and, on the real batch, the
-  # same for every init: one matmul then serves all of them.
-  kernel_grad = conv_as_matmul if c == 1 else banded_or_xla
-  input_grad = conv_as_banded_matmul if small else conv_xla
+
+  def kernel_grad_xla(x, g, kernel_shape, pad):
+    zeros = jnp.zeros(kernel_shape, x.dtype)
+    return jax.linear_transpose(lambda k: conv_xla(x, k, pad), zeros)(g)[0]
+
+  kernel_grad = conv_kernel_grad_by_rows if small else kernel_grad_xla
+  input_grad = banded_or_xla
   return forward, kernel_grad, input_grad
 
 
@@ -125,9 +157,8 @@ def _conv_split_fwd(x_BxHxWxC, kernel_KxKxCxO, pad):
 def _conv_split_bwd(pad, residuals, g_BxHxWxO):
   x, kernel = residuals
   _, kernel_grad, input_grad = _split_impls(x.shape, kernel.shape, pad)
-  # The convolution is linear in each argument; its transposes are the VJPs.
-  dkernel, = jax.linear_transpose(lambda k: kernel_grad(x, k, pad),
-                                  kernel)(g_BxHxWxO)
+  dkernel = kernel_grad(x, g_BxHxWxO, kernel.shape, pad)
+  # The convolution is linear in x; its transpose is the VJP.
   dx, = jax.linear_transpose(lambda x: input_grad(x, kernel, pad),
                              x)(g_BxHxWxO)
   return dx, dkernel

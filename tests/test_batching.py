@@ -147,6 +147,24 @@ def test_first_order_conv_on_the_real_batch_gives_the_same_meta_gradient():
                                  atol=1e-4 * float(jnp.abs(b).max()))
 
 
+@pytest.mark.parametrize('x_shape,kernel_shape,pad', [
+    ((3, 9, 9, 1), (5, 5, 1, 4), 2), ((2, 8, 7, 3), (3, 5, 3, 2), 0)])
+def test_kernel_gradient_by_rows_matches_autodiff(x_shape, kernel_shape,
+                                                  pad):
+  kx, kk, kg = jax.random.split(jax.random.key(3), 3)
+  x = jax.random.normal(kx, x_shape)
+  kernel = jax.random.normal(kk, kernel_shape)
+  y_shape = models.conv_xla(x, kernel, pad).shape
+  g_I = jax.random.normal(kg, (2, *y_shape))  # Two inits sharing the input.
+
+  def autodiff(g):
+    return jax.vjp(lambda k: models.conv_xla(x, k, pad), kernel)[1](g)[0]
+
+  by_rows = lambda g: models.conv_kernel_grad_by_rows(x, g, kernel_shape, pad)
+  np.testing.assert_allclose(jax.vmap(by_rows)(g_I), jax.vmap(autodiff)(g_I),
+                             rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize('shape', [(2, 6, 6, 3), (2, 7, 5, 2)])
 def test_max_pool_gradients_match_autodiff_of_max(shape):
   # Coarsely rounded inputs: many windows hold tied maxima, which must
