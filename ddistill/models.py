@@ -39,6 +39,12 @@ def conv_as_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
   return patches_BxHxWxP @ kernel_KxKxCxO.reshape(kh * kw * c, o)
 
 
+def _width_shift(kw: int, w: int, w_out: int, dtype) -> np.ndarray:
+  """shift[j, w_in, w_out] = 1 where w_in == w_out + j: kernel column j."""
+  return (np.arange(w)[None, :, None] == np.arange(w_out)[None, None, :]
+          + np.arange(kw)[:, None, None]).astype(dtype)
+
+
 def conv_as_banded_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
                           pad: int) -> jax.Array:
   """A stride-1 convolution as kh matmuls with banded (Toeplitz) matrices.
@@ -53,10 +59,7 @@ def conv_as_banded_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
   x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   b, h, w, _ = x.shape
   h_out, w_out = h - kh + 1, w - kw + 1
-  # shift[j, w_in, w_out] = 1 where w_in == w_out + j.
-  shift_KxWxWo = (np.arange(w)[None, :, None] == np.arange(w_out)[None, None, :]
-                  + np.arange(kw)[:, None, None]).astype(np.float32)
-  bands = jnp.einsum('jpw,ijco->ipcwo', shift_KxWxWo.astype(x.dtype),
+  bands = jnp.einsum('jpw,ijco->ipcwo', _width_shift(kw, w, w_out, x.dtype),
                      kernel_KxKxCxO).reshape(kh, w * c, w_out * o)
   rows_BxHxWC = x.reshape(b, h, w * c)
   y = sum(rows_BxHxWC[:, i:i + h_out] @ bands[i] for i in range(kh))
@@ -105,10 +108,7 @@ def conv_kernel_grad_by_rows(x_BxHxWxC: jax.Array, g_BxHoxWoxO: jax.Array,
       jnp.einsum('bhp,bhq->pq', rows_BxHxWC[:, i:i + h_out], g_BxHoxWoO)
       for i in range(kh)])
   m = m_KxWCxWoO.reshape(kh, w, c, w_out, o)
-  # shift[j, w_in, w_out] = 1 where w_in == w_out + j, as in the banded conv.
-  shift_KxWxWo = (np.arange(w)[None, :, None] == np.arange(w_out)[None, None, :]
-                  + np.arange(kw)[:, None, None]).astype(np.float32)
-  return jnp.einsum('jpw,ipcwo->ijco', shift_KxWxWo.astype(m.dtype), m)
+  return jnp.einsum('jpw,ipcwo->ijco', _width_shift(kw, w, w_out, m.dtype), m)
 
 
 def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
