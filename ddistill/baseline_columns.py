@@ -7,8 +7,10 @@ baselines. Every finished column is saved at once, so a rerun skips it.
 
 import json
 import os
+import time
 from typing import Any, Optional, Sequence
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -41,7 +43,13 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
     with open(path) as f:
       done = json.load(f)
 
+  start = time.time()
+
   def save(name, value):
+    # Columns take minutes to hours each on CPU: say each one as it lands.
+    logging.info('baseline %s: %.2f%% +- %.2f (n=%d), %.0f s since start',
+                 name, 100 * value['mean'], 100 * value['std'],
+                 value['n_models'], time.time() - start)
     done[name] = value
     if jax.process_index() == 0:
       with open(path + '.tmp', 'w') as f:
