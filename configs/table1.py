@@ -3,8 +3,9 @@
 Variants, picked as `--config configs/table1.py:VARIANT`:
   full   the paper's protocol: 200 held-out models, 10 sets, 50 candidates,
          random init distilled for 2,000 GD steps (a GPU job).
-  cpu    the same table, reduced to run in about an hour on 2 CPU cores:
-         fewer held-out models and sets, our 10 x 3 step runs; see README.
+  cpu    the same table with fewer held-out models and sets and our 10 x 3
+         step runs; several hours per dataset on 2 CPU cores (each CNN
+         baseline column trains 420k LeNet steps on MNIST); see README.
   quick  a smoke run of every column in a few minutes (numbers meaningless).
 """
 
