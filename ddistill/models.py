@@ -116,8 +116,8 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
   """(forward, kernel-gradient, input-gradient) for `conv_split`.
 
   forward and input-gradient are convs (x, kernel, pad) -> y; the
-  kernel-gradient maps (x, g, kernel_shape, pad) -> dkernel. The fastest of
-  each measured on CPU for LeNet's layers on a 1,024-image batch
+  kernel-gradient maps (x, g, kernel) -> dkernel (pad bound here). The
+  fastest of each measured on CPU for LeNet's layers on a 1,024-image batch
   (benchmarks/README.md); large layers keep XLA's convolutions.
   """
   kh, kw, c, o = kernel_shape
@@ -126,11 +126,15 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
   banded_or_xla = conv_as_banded_matmul if small else conv_xla
   forward = conv_as_shifted_sum if c == 1 else banded_or_xla
 
-  def kernel_grad_xla(x, g, kernel_shape, pad):
-    zeros = jnp.zeros(kernel_shape, x.dtype)
-    return jax.linear_transpose(lambda k: conv_xla(x, k, pad), zeros)(g)[0]
+  def kernel_grad_xla(x, g, kernel):
+    # Transposed at the kernel itself, not at zeros: inside shard_map the
+    # gradient must keep the kernel's type (varying over the models' axis).
+    return jax.linear_transpose(lambda k: conv_xla(x, k, pad), kernel)(g)[0]
 
-  kernel_grad = conv_kernel_grad_by_rows if small else kernel_grad_xla
+  def kernel_grad_by_rows(x, g, kernel):
+    return conv_kernel_grad_by_rows(x, g, kernel.shape, pad)
+
+  kernel_grad = kernel_grad_by_rows if small else kernel_grad_xla
   input_grad = banded_or_xla
   return forward, kernel_grad, input_grad
 
@@ -157,7 +161,7 @@ def _conv_split_fwd(x_BxHxWxC, kernel_KxKxCxO, pad):
 def _conv_split_bwd(pad, residuals, g_BxHxWxO):
   x, kernel = residuals
   _, kernel_grad, input_grad = _split_impls(x.shape, kernel.shape, pad)
-  dkernel = kernel_grad(x, g_BxHxWxO, kernel.shape, pad)
+  dkernel = kernel_grad(x, g_BxHxWxO, kernel)
   # The convolution is linear in x; its transpose is the VJP.
   dx, = jax.linear_transpose(lambda x: input_grad(x, kernel, pad),
                              x)(g_BxHxWxO)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ddistill import distill
+from ddistill import evaluate
 from ddistill import inits
 from ddistill import models
 
@@ -191,3 +192,19 @@ def test_max_pool_gradients_match_autodiff_of_max(shape):
                 lambda p: jax.grad(functools.partial(after_step, p))):
     np.testing.assert_allclose(order(models.max_pool_2x2)(x),
                                order(plain)(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name,shape', [('lenet', (28, 28, 1)),
+                                        ('alexcifarnet', (32, 32, 3))])
+def test_held_out_evaluation_runs_every_conv_path_alike(name, shape):
+  # Evaluation trains the held-out models inside shard_map, where the split
+  # conv's hand-written backward pass must keep the models' varying type.
+  accs = []
+  for impl in ('xla', 'split'):
+    model, params0_I, labels, distilled, x, y = _problem(name, shape, 2, impl)
+    accs.append(evaluate.evaluate_set(
+        models.Apply(model), params0_I, distilled['images'], labels,
+        distill.lrs_from_raw(distilled['raw_lrs']), np.asarray(x),
+        np.asarray(y)))
+  assert accs[0].shape == (2,)
+  np.testing.assert_allclose(accs[1], accs[0], atol=1 / 16)
