@@ -29,6 +29,7 @@ def get_config(variant: str = 'mnist') -> ml_collections.ConfigDict:
   config.data = default.get_config().data  # Where and how to read the data.
   config.data.name = source
   config.data.as_mnist = True  # 28x28 grayscale, MNIST-normalized.
+  config.data.digit_box = 0  # Side the digits fill in 28x28; 0 = the dataset's (USPS 20).
   config.model = default.get_config().model  # LeNet, Xavier init.
   config.num_train = 200  # Nets distillation samples from (paper: 2,000).
   config.num_heldout = 200  # Nets results are reported on (paper: 200).

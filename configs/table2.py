@@ -22,6 +22,7 @@ def _distill(target: str, mode: str, variant: str):
   run = mnist.get_config('fixed')
   run.data.name = target
   run.data.as_mnist = True  # Every digit set as 28x28 grayscale MNIST.
+  run.data.digit_box = 0  # Side the digits fill in 28x28; 0 = the dataset's (USPS 20).
   run.distill.init_mode = mode
   run.distill.image_init = 'normal'  # N(0, 1), as the paper for pretrained.
   run.distill.steps, run.distill.epochs = 10, 3  # 100 images, 30 GD steps.

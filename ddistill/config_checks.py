@@ -102,6 +102,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     height, width = datasets.SPECS[name].image_shape[:2]
   if config.data.get('as_mnist'):
     height = width = 28
+    box = config.data.get('digit_box', 0)
+    if not isinstance(box, int) or not 0 <= box <= 28:
+      raise ConfigError(f'config.data.digit_box = {box!r}: the side digits '
+                        'fill in 28x28, 1 to 28 (0: the dataset\'s own)')
   if sizes is not None and (height != width or height not in sizes):
     raise ConfigError(
         f'config.model.name = {model!r} takes images of size {sizes}, but '

@@ -55,7 +55,9 @@ def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
                               dc.tfds_data_dir)
   data = datasets.load_dataset(dc.name, dc.source, dc.data_dir, dc.cache_dir,
                                dc.tfds_data_dir)
-  return datasets.as_mnist_digits(data) if dc.get('as_mnist') else data
+  if not dc.get('as_mnist'):
+    return data
+  return datasets.as_mnist_digits(data, dc.get('digit_box', 0))
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
