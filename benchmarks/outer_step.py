@@ -41,15 +41,22 @@ _CONV = flags.DEFINE_string('conv_impl', 'auto',
 _CONV_FIRST = flags.DEFINE_string('first_order_conv_impl', 'auto',
                                   'Real batch: auto | xla | matmul | banded | '
                                   'split.')
+_BATCH = flags.DEFINE_integer('real_batch_size', 1024, 'Real images per '
+                              'iteration (smaller for smoke runs).')
+_EPOCHS = flags.DEFINE_integer('epochs', 0, 'Passes over the steps in '
+                               'settings a to c; 0 keeps the setting\'s 3.')
 _FLOPS = flags.DEFINE_bool('flops', True, 'Count FLOPs (compiles the step '
                            'again, unrolled; slow for large --unroll).')
 
 
 def setting_config(setting: str, unroll: int, num_inits: int):
-  config = mnist_config.get_config('fixed')
+  config = mnist_config.get_config('official_fixed')
   config.distill.batching = _BATCHING.value
   config.model.conv_impl = _CONV.value
   config.model.first_order_conv_impl = _CONV_FIRST.value
+  config.real_batch_size = _BATCH.value
+  if _EPOCHS.value:
+    config.distill.epochs = _EPOCHS.value
   if setting == 'b':
     config.distill.init_mode = 'random'
     config.distill.num_inits = num_inits

@@ -24,7 +24,7 @@ def get_config(variant: str = 'mnist') -> ml_collections.ConfigDict:
   config.init_modes = 'fixed,random'  # One curve per init mode.
   module = cifar10 if variant == 'cifar10' else mnist
   # The distillation run behind every point; distill.epochs is set per point.
-  config.run = module.get_config('fixed')
+  config.run = module.get_config('official_fixed')
   config.run.distill.steps = 1  # One batch of images, reused every GD step...
   config.run.distill.images_per_class = 10  # ...of 10 images per class.
   config.run.distill.image_init = 'real'

@@ -2,8 +2,9 @@
 
 `python -m experiments.pretrain --config configs/pretrain.py:SOURCE --workdir DIR`
 SOURCE: mnist (default), usps or svhn; every source is in MNIST's format
-(28x28 grayscale, MNIST normalization) so the nets take any of them. Epochs,
-lr and decay follow the paper's code. `:quick` is a smoke run.
+(28x28 grayscale, MNIST normalization) so the nets take any of them. The
+optimizer, batch, epochs, lr and decay follow the official code (its
+docs/advanced.md and defaults). `:quick` is a smoke run.
 
 `:imagenet_alexnet` trains nothing: it makes a pool from ImageNet AlexNet
 weights (`--config.weights=alexnet.npz`, see
@@ -34,18 +35,20 @@ def get_config(variant: str = 'mnist') -> ml_collections.ConfigDict:
   config.num_train = 200  # Nets distillation samples from (paper: 2,000).
   config.num_heldout = 200  # Nets results are reported on (paper: 200).
   config.epochs, config.decay_every = SCHEDULES[source]  # Epochs; lr decay period.
-  config.decay_factor = 0.1  # lr multiplier at each decay.
-  config.lr = 2e-4  # Adam step size.
-  config.batch_size = 128  # Images per step.
+  config.decay_factor = 0.5  # lr multiplier at each decay.
+  config.lr = 2e-4  # Adam step size...
+  config.b1 = 0.5  # ...and beta1 (beta2 0.999).
+  config.batch_size = 1024  # Images per step.
   config.nets_per_chunk = 50  # Nets trained together (vmap); bounds memory.
   config.weights = ''  # ImageNet AlexNet .npz (imagenet_alexnet only).
+  config.new_classifier = 'official'  # Its new classifier: official (zero weights, bias 1) | random.
   if variant == 'imagenet_alexnet':
     config.data.name = 'voc2007'  # The target: voc2007 | cub200.
     config.data.as_mnist = False
     config.data.image_size = 224  # AlexNet's input size.
     config.model.name = 'alexnet'
     config.num_train = 1  # Fixed pretrained: one net to distill for...
-    config.num_heldout = 1  # ...and one to test (other classifier draw).
+    config.num_heldout = 1  # ...and one to test (the same net, with an official classifier).
   if variant == 'quick':
     config.num_train = 2
     config.num_heldout = 2

@@ -31,9 +31,10 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   config.full_target_batch_size = 64  # ...in batches of this size.
   config.full_target_models = 1  # The fixed pretrained net, fine-tuned.
 
-  run = config.run = default.get_config('fixed')  # Our distillation.
+  run = config.run = default.get_config('official_fixed')  # Our distillation.
   run.data.name = 'voc2007'  # Set per row.
   run.data.image_size = 224  # AlexNet's input size.
+  run.data.augment = 'resized_crop_flip'  # As the official code's VOC/CUB loaders.
   run.model.name = 'alexnet'
   run.distill.init_mode = 'fixed_pretrained'
   run.distill.images_per_class = 1  # One distilled image per class...

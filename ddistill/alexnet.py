@@ -115,13 +115,16 @@ def read_torchvision_npz(path: str) -> dict[str, np.ndarray]:
 
 def params_from_torchvision(state: dict[str, np.ndarray], num_classes: int,
                             key: jax.Array,
-                            kernel_init: Initializer = None) -> dict:
+                            kernel_init: Initializer = None,
+                            new_classifier: str = 'official') -> dict:
   """Flax params of `AlexNet(num_classes)` from torchvision's state_dict.
 
   Convolutions go from [O, I, kh, kw] to [kh, kw, I, O]; dense layers from
   [out, in] to [in, out]; fc6's inputs from torch's (c, h, w) flattening to
-  ours (h, w, c). The classifier fc8 is new (a fresh draw of `kernel_init`,
-  zero bias) unless the file's already has `num_classes` outputs.
+  ours (h, w, c). The classifier fc8 is new unless the file's already has
+  `num_classes` outputs. new_classifier: 'official' starts it as the official
+  code does, zero weights and bias 1 (the same for every key); 'random', a
+  draw of `kernel_init` from `key` with zero bias.
   """
   params = {}
   for name, prefix, *_ in CONVS:
@@ -138,9 +141,15 @@ def params_from_torchvision(state: dict[str, np.ndarray], num_classes: int,
   w8 = state['classifier.6.weight']
   if w8.shape[0] == num_classes:
     params['fc8'] = {'kernel': w8.T, 'bias': state['classifier.6.bias']}
-  else:
+  elif new_classifier == 'official':
+    params['fc8'] = {'kernel': np.zeros((w8.shape[1], num_classes)),
+                     'bias': np.ones(num_classes)}
+  elif new_classifier == 'random':
     kernel_init = kernel_init or nn.initializers.xavier_normal()
     params['fc8'] = {
         'kernel': np.asarray(kernel_init(key, (w8.shape[1], num_classes))),
         'bias': np.zeros(num_classes, np.float32)}
+  else:
+    raise ValueError(f'unknown new_classifier {new_classifier!r}; use '
+                     '"official" or "random"')
   return jax.tree.map(lambda a: np.ascontiguousarray(a, np.float32), params)

@@ -15,6 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill import baselines
 from ddistill import datasets
 from ddistill import protocol
@@ -52,9 +53,7 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
                  value['n_models'], time.time() - start)
     done[name] = value
     if jax.process_index() == 0:
-      with open(path + '.tmp', 'w') as f:
-        json.dump(done, f, indent=2)
-      os.replace(path + '.tmp', path)  # Never a half-written file.
+      atomic_files.write_json(path, done)
 
   x, y, k = data.train_images, data.train_labels, data.num_classes
   keys = dict(zip(('random', 'candidates', 'kmeans', 'score'),

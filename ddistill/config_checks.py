@@ -5,7 +5,8 @@ Every error names the field, the value and what is allowed.
 
 import ml_collections
 
-from ddistill import datasets, distill, inits, models, transfer_data
+from ddistill import datasets, distill, inits, models, real_batches
+from ddistill import transfer_data
 
 
 INIT_MODES = ('fixed', 'random', 'fixed_pretrained', 'random_pretrained')
@@ -52,6 +53,15 @@ def _float(config, field, low, high=float('inf'), low_open=True):
   return value
 
 
+def _unit_interval(config, field):
+  """A number in [0, 1): Adam's betas (1 divides by zero at iteration 1)."""
+  value = _get(config, field)
+  if (isinstance(value, bool) or not isinstance(value, (int, float)) or
+      not 0 <= value < 1):
+    raise ConfigError(f'config.{field} = {value!r} must be a number in [0, 1)')
+  return value
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field."""
   _int(config, 'seed', 0)
@@ -61,6 +71,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if name in transfer_data.SPECS and source == 'local':
     raise ConfigError(f'config.data.source = {source!r}: {name} loads '
                       'through tfds only; use "auto" or "tfds"')
+  _choice(config, 'data.augment', real_batches.AUGMENTS)
+  _choice(config, 'data.sampling', real_batches.SAMPLINGS)
   model = _choice(config, 'model.name', sorted(models.MODELS))
   _choice(config, 'model.init', inits.INITS)
   _float(config, 'model.init_gain', 0.0)
@@ -82,7 +94,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'distill.remat', (True, False))
 
   _float(config, 'optim.lr', 0.0)
-  _float(config, 'optim.b1', 0.0, 1.0, low_open=False)
+  _unit_interval(config, 'optim.b1')
   _int(config, 'optim.decay_every', 1)
   _float(config, 'optim.decay_factor', 0.0, 1.0)
 
@@ -100,9 +112,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     height = width = _int(config, 'data.image_size', 1)
   else:
     height, width = datasets.SPECS[name].image_shape[:2]
-  if config.data.get('as_mnist'):
+  if _choice(config, 'data.as_mnist', (True, False)):
     height = width = 28
-    box = config.data.get('digit_box', 0)
+    box = _get(config, 'data.digit_box')
     if not isinstance(box, int) or not 0 <= box <= 28:
       raise ConfigError(f'config.data.digit_box = {box!r}: the side digits '
                         'fill in 28x28, 1 to 28 (0: the dataset\'s own)')

@@ -78,12 +78,13 @@ def real_memory(task: task_streams.Task, key: jax.Array,
 
 def distilled_memory(task: task_streams.Task, key: jax.Array, model,
                      dc: ml_collections.ConfigDict
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Distils the task's training data into dc.images_per_class per class.
 
   Random inits each iteration (the model's Xavier init), one batch of images
-  applied for dc.gd_steps GD steps with learned lrs, Adam as in distillation.
-  The images carry the task's own labels.
+  applied for dc.gd_steps GD steps with learned lrs, with the engine's
+  optimizer. The images carry the task's own labels. Returns the images, their
+  labels and the outer loss of every iteration.
   """
   shape = tuple(task.train_x.shape[1:])
   labels_1xN = jnp.tile(jnp.asarray(task.classes, jnp.int32),
@@ -93,7 +94,8 @@ def distilled_memory(task: task_streams.Task, key: jax.Array, model,
   k_img, k_run = jax.random.split(key)
   d = distill.init_distilled(k_img, labels_1xN, shape, dc.gd_steps,
                              dc.lr_init, 'real', x, y)
-  optimizer = distill.make_optimizer(dc.lr, 0.5, dc.decay_every, 0.5)
+  optimizer = distill.make_optimizer(dc.lr, dc.b1, dc.decay_every,
+                                     dc.decay_factor)
 
   @jax.jit
   def step(state, it):
@@ -105,13 +107,15 @@ def distilled_memory(task: task_streams.Task, key: jax.Array, model,
                               batch_size=min(dc.batch_size, len(x)))
 
   state = {'distilled': d, 'opt_state': optimizer.init(d)}
+  losses = []
   for it in range(dc.iterations):
     state, m = step(state, it)
-    if not np.isfinite(float(m['loss'])):
+    losses.append(float(m['loss']))
+    if not np.isfinite(losses[-1]):
       raise FloatingPointError(f'non-finite loss distilling a memory at '
                                f'iteration {it}')
   return (np.asarray(state['distilled']['images'][0]),
-          np.asarray(labels_1xN[0]))
+          np.asarray(labels_1xN[0]), np.asarray(losses))
 
 
 def _ewc_fisher(net: Net, flat, x, y, mask) -> jax.Array:

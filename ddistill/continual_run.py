@@ -20,6 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill import continual
 from ddistill import datasets
 from ddistill import export
@@ -76,8 +77,8 @@ def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
     if os.path.exists(path):
       d = export.load_distilled(path)
       return d.images[0], d.labels[0]
-    x, y = continual.distilled_memory(task, jax.random.fold_in(key, t), model,
-                                      config.learner.distill)
+    x, y, _ = continual.distilled_memory(task, jax.random.fold_in(key, t),
+                                         model, config.learner.distill)
     export.save_distilled(path, export.DistilledSet(
         x[None], y[None], np.zeros(1, np.float32), np.zeros(1), np.ones(1),
         1))
@@ -120,8 +121,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str,
     raise WorkdirConflict(f'{workdir} holds runs of an unknown setup (no '
                           f'{path}); pass --fresh to start over')
   else:
-    with open(path, 'w') as f:
-      json.dump(setup, f, indent=2)
+    atomic_files.write_json(path, setup)
 
 
 def _stream(config, data, key):
@@ -148,10 +148,10 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError(f'config.stream {config.stream!r}; known: {STREAMS}')
   if config.stream == 'permuted_mnist':
     data = task_streams.unit_pixels(datasets.load_dataset(
-        'mnist', data_dir=config.get('data_dir', '')))
+        'mnist', data_dir=config.data_dir))
   else:  # CIFAR-100 comes through tfds only.
     data = datasets.load_dataset('cifar100', source='tfds',
-                                 tfds_data_dir=config.get('tfds_data_dir', ''))
+                                 tfds_data_dir=config.tfds_data_dir)
   model = models.make_model(config.model, data.num_classes, data.image_shape,
                             inits.kernel_initializer(config.init))
   for field, value in settings:
@@ -180,9 +180,7 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
                       'final_accuracy': float(R[-1].mean()),
                       'accuracy_matrix': R.tolist()}
         log(f'{name}: final average accuracy {R[-1].mean():.4f}')
-      with open(runs_path + '.tmp', 'w') as f:
-        json.dump(runs, f)
-      os.replace(runs_path + '.tmp', runs_path)
+      atomic_files.write_json(runs_path, runs, indent=None)
   summary = []
   for field, value in settings:
     done = [runs[f'{field}={value:g},seed={s}'] for s in seeds]
@@ -203,6 +201,5 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
                             ['accuracy_matrix'] for s in seeds],
       'config': json.loads(config.to_json()),
   }
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(results, f, indent=2)
+  atomic_files.write_json(os.path.join(workdir, 'results.json'), results)
   return results

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill import raw_formats
 from ddistill.raw_formats import DataError
 
@@ -162,10 +163,9 @@ def _read_local_cached(spec: DatasetSpec, name: str, folder: str,
       pass
   splits = spec.read_local(folder)
   os.makedirs(cache_dir, exist_ok=True)
-  tmp = path + f'.tmp{os.getpid()}.npz'
-  np.savez(tmp, **{f'{s}_{k}': v for s, (images, labels) in splits.items()
-                   for k, v in (('images', images), ('labels', labels))})
-  os.replace(tmp, path)  # Atomic: a crash never leaves a half-written cache.
+  with atomic_files.replacing(path) as tmp:
+    np.savez(tmp, **{f'{s}_{k}': v for s, (images, labels) in splits.items()
+                     for k, v in (('images', images), ('labels', labels))})
   return splits
 
 

@@ -165,16 +165,29 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                batch_size: int, batching: str = 'vmap',
                remat: bool = True, unroll: int | bool = 1,
                num_valid: Optional[int] = None,
-               real_apply_fn: Optional[ApplyFn] = None) -> tuple[dict, dict]:
+               real_apply_fn: Optional[ApplyFn] = None,
+               batch_indices: Optional[Callable] = None,
+               augment: Optional[Callable] = None) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
-  state: {'distilled': Distilled, 'opt_state': ...}; `params0_I` holds the
+  state: {'distilled': Distilled, 'opt_state': ..., 'step': iteration}
+  ('step' is read only by `batch_indices`); `params0_I` holds the
   initializations of this iteration, stacked on axis 0 (only the first
   `num_valid` count, if given).
+  batch_indices: (key, step) -> indices [B] of the real batch (default: B
+  drawn with replacement); augment: (key, x_BxHxWxC) -> transformed batch.
   """
-  idx_B = jax.random.randint(key, (batch_size,), 0, train_x.shape[0])
+  if augment is not None:
+    key, k_augment = jax.random.split(key)
+  if batch_indices is None:
+    idx_B = jax.random.randint(key, (batch_size,), 0, train_x.shape[0])
+  else:
+    idx_B = batch_indices(key, state['step'])
+  real_x = train_x[idx_B]
+  if augment is not None:
+    real_x = augment(k_augment, real_x)
   loss, grads = jax.value_and_grad(mean_outer_loss)(
-      state['distilled'], params0_I, train_x[idx_B], train_y[idx_B],
+      state['distilled'], params0_I, real_x, train_y[idx_B],
       apply_fn=apply_fn, labels_SxN=labels_SxN, batching=batching,
       remat=remat, unroll=unroll, num_valid=num_valid,
       real_apply_fn=real_apply_fn)

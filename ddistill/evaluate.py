@@ -96,16 +96,18 @@ def evaluate_fixed_lr(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                       x_NxHxWxC: np.ndarray, y_N: np.ndarray, lr: float,
                       step_counts: Sequence[int], test_x: np.ndarray,
                       test_y: np.ndarray, mesh: Optional[Mesh] = None,
-                      chunk: int = 2500) -> np.ndarray:
+                      chunk: int = 2500,
+                      per_batch: Optional[int] = -1) -> np.ndarray:
   """Accuracies [len(step_counts), M]: full-batch GD on one set at lr.
 
   One training run per model, tested after each count of steps (sorted
-  ascending), as the baselines' step grid needs.
+  ascending), as the baselines' step grid needs. per_batch: as in
+  `evaluate_set`.
   """
   if list(step_counts) != sorted(step_counts) or min(step_counts) < 0:
     raise ValueError(f'step_counts must be ascending and >= 0: {step_counts}')
   mesh = mesh or sharding.make_mesh()
-  per_batch = models_per_batch(mesh)
+  per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
   train_fixed_lr = _programs(apply_fn, mesh, per_batch)[1]
   params_M, num_models = _split_models(params0_M, mesh)
   x, y, lr = sharding.put((np.asarray(x_NxHxWxC), np.asarray(y_N),

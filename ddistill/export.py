@@ -1,10 +1,10 @@
 """The distilled set as a framework-neutral `.npz` file, and loading it back."""
 
 import dataclasses
-import os
 
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill.raw_formats import DataError
 
 FIELDS = ('images', 'labels', 'lrs', 'mean', 'std', 'epochs')
@@ -27,14 +27,13 @@ class DistilledSet:
 
 def save_distilled(path: str, distilled: DistilledSet) -> None:
   """Writes atomically: a crash never leaves a half-written file at `path`."""
-  tmp = f'{path}.tmp{os.getpid()}.npz'
-  np.savez(tmp, images=np.asarray(distilled.images, np.float32),
-           labels=np.asarray(distilled.labels, np.int32),
-           lrs=np.asarray(distilled.lrs, np.float32),
-           mean=np.asarray(distilled.mean, np.float32),
-           std=np.asarray(distilled.std, np.float32),
-           epochs=np.asarray(distilled.epochs, np.int32))
-  os.replace(tmp, path)
+  with atomic_files.replacing(path) as tmp:
+    np.savez(tmp, images=np.asarray(distilled.images, np.float32),
+             labels=np.asarray(distilled.labels, np.int32),
+             lrs=np.asarray(distilled.lrs, np.float32),
+             mean=np.asarray(distilled.mean, np.float32),
+             std=np.asarray(distilled.std, np.float32),
+             epochs=np.asarray(distilled.epochs, np.int32))
 
 
 def load_distilled(path: str) -> DistilledSet:

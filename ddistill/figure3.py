@@ -6,13 +6,14 @@ back), then writes figure3.json, figure3.csv and figure3.png.
 """
 
 import csv
-import json
+import io
 import os
 
 import jax
 import matplotlib
 import ml_collections
 
+from ddistill import atomic_files
 from ddistill import train
 
 matplotlib.use('Agg')  # Files only; no display needed.
@@ -48,12 +49,13 @@ def run_figure3(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
 
 
 def _write(points: list[dict], workdir: str, dataset: str) -> None:
-  with open(os.path.join(workdir, 'figure3.json'), 'w') as f:
-    json.dump(points, f, indent=2)
-  with open(os.path.join(workdir, 'figure3.csv'), 'w') as f:
-    writer = csv.DictWriter(f, fieldnames=list(points[0]))
-    writer.writeheader()
-    writer.writerows(points)
+  atomic_files.write_json(os.path.join(workdir, 'figure3.json'), points)
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=list(points[0]))
+  writer.writeheader()
+  writer.writerows(points)
+  atomic_files.write_text(os.path.join(workdir, 'figure3.csv'),
+                          buf.getvalue())
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for mode in sorted({p['init_mode'] for p in points}):
     ps = [p for p in points if p['init_mode'] == mode]
@@ -71,5 +73,6 @@ def _write(points: list[dict], workdir: str, dataset: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'figure3.png'), dpi=120)
+  with atomic_files.replacing(os.path.join(workdir, 'figure3.png')) as tmp:
+    fig.savefig(tmp, dpi=120)
   plt.close(fig)

@@ -4,6 +4,8 @@ import json
 import os
 from typing import Any
 
+from ddistill import atomic_files
+
 
 def _plain(value: Any) -> Any:
   # jax/numpy scalars and arrays -> Python numbers and lists.
@@ -26,6 +28,27 @@ class JsonlWriter:
                                         values.items()}})
     with open(self.path, 'a') as f:
       f.write(line + '\n')
+
+
+def keep_before(workdir: str, step: int) -> None:
+  """Drops the lines of iterations `step` and later, for a resumed run.
+
+  A resumed run logs the iterations after its checkpoint again; without
+  this their lines would appear twice. A line cut short by a kill
+  mid-append is dropped too.
+  """
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        if json.loads(line)['step'] < step:
+          kept.append(line.rstrip('\n') + '\n')
+      except json.JSONDecodeError:
+        continue
+  atomic_files.write_text(path, ''.join(kept))
 
 
 def read(workdir: str) -> list[dict]:

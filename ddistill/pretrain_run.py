@@ -37,7 +37,7 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
   root = jax.random.key(config.seed)
   nets = [alexnet.params_from_torchvision(state, num_classes,
                                           jax.random.fold_in(root, i),
-                                          kernel_init)
+                                          kernel_init, config.new_classifier)
           for i in range(config.num_train + config.num_heldout)]
   stacked = jax.tree.map(lambda *a: np.stack(a), *nets)
   pool = {'train': jax.tree.map(lambda a: a[:config.num_train], stacked),
@@ -49,7 +49,7 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def run_pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  if config.get('weights'):
+  if config.weights:
     return pool_from_weights(config, workdir)
   for field in ('num_train', 'num_heldout', 'epochs', 'batch_size',
                 'decay_every', 'nets_per_chunk'):
@@ -67,7 +67,7 @@ def run_pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
     chunks.append(jax.device_get(pretrained.pretrain(
         model, jax.random.fold_in(root, i), data.train_images,
         data.train_labels, n, config.epochs, config.batch_size, config.lr,
-        config.decay_every, config.decay_factor)))
+        config.decay_every, config.decay_factor, b1=config.b1)))
   nets = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
   pool = {'train': jax.tree.map(lambda a: a[:config.num_train], nets),
           'heldout': jax.tree.map(lambda a: a[config.num_train:], nets)}

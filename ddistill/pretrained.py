@@ -7,7 +7,6 @@ pretrains its LeNets. A pool on disk is an orbax checkpoint of
 distillation samples from 'train' and results are reported on 'heldout'.
 """
 
-import json
 import os
 from typing import Any
 
@@ -18,6 +17,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
+from ddistill import atomic_files
 from ddistill import distill
 from ddistill import inits
 
@@ -27,8 +27,10 @@ POOL_SPLITS = ('train', 'heldout')
 def pretrain(model, key: jax.Array, x: np.ndarray, y: np.ndarray,
              num_nets: int, epochs: int, batch_size: int, lr: float,
              decay_every_epochs: int, decay_factor: float = 0.1,
-             start_N=None):
+             start_N=None, b1: float = 0.9):
   """`num_nets` networks trained on (x, y); their params stacked on axis 0.
+
+  b1: Adam's beta1 (the official code pretrains with 0.5).
 
   start_N: stacked params to fine-tune instead of fresh random inits.
   """
@@ -37,7 +39,8 @@ def pretrain(model, key: jax.Array, x: np.ndarray, y: np.ndarray,
   if steps_per_epoch < 1:
     raise ValueError(f'batch_size {batch_size} > {len(x)} training images')
   optimizer = optax.adam(optax.exponential_decay(
-      lr, decay_every_epochs * steps_per_epoch, decay_factor, staircase=True))
+      lr, decay_every_epochs * steps_per_epoch, decay_factor, staircase=True),
+                         b1=b1)
   k_init, k_order = jax.random.split(key)
   params_N = (inits.sample_params(model, k_init, num_nets, image_shape)
               if start_N is None else start_N)
@@ -83,8 +86,7 @@ def save_pool(path: str, pool: dict, info: dict) -> None:
   os.makedirs(path, exist_ok=True)
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.join(path, 'params'), jax.device_get(pool))
-  with open(os.path.join(path, 'info.json'), 'w') as f:
-    json.dump(info, f, indent=2)
+  atomic_files.write_json(os.path.join(path, 'info.json'), info)
 
 
 def load_pool(path: str, model, image_shape: tuple[int, ...]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill import baseline_columns
 from ddistill import datasets
 from ddistill import inits
@@ -63,8 +64,6 @@ def run_table1(config: ml_collections.ConfigDict,
                      'ours_random': rand['test_accuracy'], **cells}
   md, csv_text = tables.table1(results)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'table1.md'), 'w') as f:
-      f.write(md)
-    with open(os.path.join(workdir, 'table1.csv'), 'w') as f:
-      f.write(csv_text)
+    atomic_files.write_text(os.path.join(workdir, 'table1.md'), md)
+    atomic_files.write_text(os.path.join(workdir, 'table1.csv'), csv_text)
   return results

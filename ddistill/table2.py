@@ -14,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill import baseline_columns
 from ddistill import evaluate
 from ddistill import pretrained
@@ -45,7 +46,7 @@ def full_target(config, model, apply_fn, heldout_M, data, path) -> dict:
                               data.train_images, data.train_labels,
                               config.full_target_models,
                               config.full_target_epochs,
-                              config.get('full_target_batch_size', 128),
+                              config.full_target_batch_size,
                               config.full_target_lr,
                               config.full_target_epochs, start_N=start_N)
   accs = evaluate.evaluate_set(apply_fn, tuned, data.train_images[:1][None],
@@ -53,8 +54,7 @@ def full_target(config, model, apply_fn, heldout_M, data, path) -> dict:
                                np.zeros(0, np.float32), data.test_images,
                                data.test_labels)
   result = evaluate.summarize(accs)
-  with open(path, 'w') as f:
-    json.dump(result, f)
+  atomic_files.write_json(path, result)
   return result
 
 
@@ -105,8 +105,6 @@ def run_table2(config: ml_collections.ConfigDict,
         os.path.join(folder, 'full_target.json'))
   md, csv_text = tables.table2(results)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'table2.md'), 'w') as f:
-      f.write(md)
-    with open(os.path.join(workdir, 'table2.csv'), 'w') as f:
-      f.write(csv_text)
+    atomic_files.write_text(os.path.join(workdir, 'table2.md'), md)
+    atomic_files.write_text(os.path.join(workdir, 'table2.csv'), csv_text)
   return results

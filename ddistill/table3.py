@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill import baseline_columns
 from ddistill import pretrained
 from ddistill import table2
@@ -69,8 +70,6 @@ def run_table3(config: ml_collections.ConfigDict,
         os.path.join(folder, 'full_target.json'))
   md, csv_text = tables.table3(results)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'table3.md'), 'w') as f:
-      f.write(md)
-    with open(os.path.join(workdir, 'table3.csv'), 'w') as f:
-      f.write(csv_text)
+    atomic_files.write_text(os.path.join(workdir, 'table3.md'), md)
+    atomic_files.write_text(os.path.join(workdir, 'table3.csv'), csv_text)
   return results

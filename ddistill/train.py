@@ -1,8 +1,10 @@
 """A whole distillation run: `train_and_evaluate(config, workdir)`.
 
 Writes to the workdir: config.json, metrics.jsonl, checkpoints/ (resumed from
-when the same command is run again), distilled.npz, distilled.png and
-results.json.
+when the same command is run again, or extended with a larger
+num_iterations; a damaged checkpoint is moved aside and the one before it
+used), distilled.npz, distilled.png and results.json (each written whole or
+not at all, see atomic_files).
 """
 
 import dataclasses
@@ -11,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from absl import logging
 import jax
@@ -21,6 +23,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from ddistill import atomic_files
 from ddistill import checkpoints
 from ddistill import config_checks
 from ddistill import datasets
@@ -31,6 +34,7 @@ from ddistill import inits
 from ddistill import metrics
 from ddistill import models
 from ddistill import pretrained
+from ddistill import real_batches
 from ddistill import sharding
 from ddistill import transfer_data
 from ddistill import viz
@@ -43,7 +47,7 @@ class WorkdirConflict(RuntimeError):
 def run_keys(seed: int) -> dict[str, jax.Array]:
   """The run's independent key streams, all folded from the one seed."""
   root = jax.random.key(seed)
-  names = ('fixed_init', 'images', 'train', 'heldout')
+  names = ('fixed_init', 'images', 'train', 'heldout', 'real_batches')
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 
@@ -51,13 +55,13 @@ def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
   """The config's dataset, in MNIST's digit format if config.data.as_mnist."""
   dc = config.data
   if dc.name in transfer_data.SPECS:  # VOC, CUB: tfds only, any image size.
-    return transfer_data.load(dc.name, dc.get('image_size', 224),
+    return transfer_data.load(dc.name, dc.image_size,
                               dc.tfds_data_dir)
   data = datasets.load_dataset(dc.name, dc.source, dc.data_dir, dc.cache_dir,
                                dc.tfds_data_dir)
-  if not dc.get('as_mnist'):
+  if not dc.as_mnist:
     return data
-  return datasets.as_mnist_digits(data, dc.get('digit_box', 0))
+  return datasets.as_mnist_digits(data, dc.digit_box)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
@@ -137,6 +141,11 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
 # or saved before the field existed).
 HOW_NOT_WHAT = {'model': ('conv_impl', 'first_order_conv_impl'),
                 'distill': ('batching', 'remat')}
+# Fields added after runs were saved, with the value those runs used: a saved
+# config without one matches a config that holds that value.
+ADDED_LATER = {'data': {'augment': 'none', 'sampling': 'iid',
+                        'as_mnist': False, 'digit_box': 0,
+                        'image_size': 224}}
 
 
 def same_run(saved: dict, config: ml_collections.ConfigDict) -> bool:
@@ -147,8 +156,34 @@ def same_run(saved: dict, config: ml_collections.ConfigDict) -> bool:
       for field in fields:
         if isinstance(c.get(group), dict):
           c[group].pop(field, None)
+    for group, fields in ADDED_LATER.items():
+      for field, value in fields.items():
+        if isinstance(c.get(group), dict) and c[group].get(field) == value:
+          c[group].pop(field)
     return c
   return what(saved) == what(json.loads(config.to_json()))
+
+
+def _extends(saved: dict, config: ml_collections.ConfigDict,
+             workdir: str) -> bool:
+  """Whether `config` is the saved run with more iterations.
+
+  Such a run goes on from its last checkpoint: iteration t depends only on
+  the state before it and keys folded from t, never on num_iterations. Fewer
+  iterations than saved are refused rather than silently ignored.
+  """
+  saved_iterations = saved.get('num_iterations')
+  if (saved_iterations == config.num_iterations or not same_run(
+      {**saved, 'num_iterations': config.num_iterations}, config)):
+    return False
+  if config.num_iterations < saved_iterations:
+    raise WorkdirConflict(
+        f'{workdir} holds a run of {saved_iterations} iterations; '
+        f'num_iterations = {config.num_iterations} can only extend it, not '
+        'shorten it; use another --workdir, or pass --fresh to start over')
+  logging.info('Extending the run in %s from %d to %d iterations.', workdir,
+               saved_iterations, config.num_iterations)
+  return True
 
 
 def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
@@ -164,16 +199,17 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
       elif os.path.exists(target):
         os.remove(target)
   os.makedirs(workdir, exist_ok=True)
-  if os.path.exists(path):
+  write_config = not os.path.exists(path)
+  if not write_config:
     with open(path) as f:
       previous = json.load(f)
-    if not same_run(previous, config):
+    write_config = _extends(previous, config, workdir)
+    if not write_config and not same_run(previous, config):
       raise WorkdirConflict(
           f'{workdir} holds a run with a different config ({path}); use '
           'another --workdir, or pass --fresh to start over in this one')
-  elif main:
-    with open(path, 'w') as f:
-      f.write(config.to_json(indent=2))
+  if write_config and main:
+    atomic_files.write_text(path, config.to_json(indent=2))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('ddistill: workdir checked')
 
@@ -191,10 +227,28 @@ class Program:
   mesh: Any  # Inits are split over its devices; everything else replicated.
 
 
+def real_batch_fns(config: ml_collections.ConfigDict,
+                   num_examples: int) -> dict[str, Any]:
+  """`distill.train_step`'s batch_indices and augment for the config."""
+  dc = config.data
+  fns = {'batch_indices': None, 'augment': None}
+  if dc.sampling != 'iid':
+    if num_examples is None:
+      raise ValueError('epochs sampling needs the training set size')
+    fns['batch_indices'] = functools.partial(
+        real_batches.batch_indices, sampling=dc.sampling,
+        num_examples=num_examples, batch_size=config.real_batch_size,
+        epoch_key=run_keys(config.seed)['real_batches'])
+  if dc.augment != 'none':
+    fns['augment'] = functools.partial(real_batches.augment, name=dc.augment)
+  return fns
+
+
 def build_program(config: ml_collections.ConfigDict, num_classes: int,
-                  image_shape: tuple[int, ...],
-                  unroll: int | bool = 1) -> Program:
-  """unroll: passed to the inner scans (True for exact FLOP counts)."""
+                  image_shape: tuple[int, ...], unroll: int | bool = 1, *,
+                  num_examples: Optional[int] = None) -> Program:
+  """unroll: passed to the inner scans (True for exact FLOP counts);
+  num_examples: the real training set's size (needed by epochs sampling)."""
   dc = config.distill
   model, apply_fn = build_model(config, num_classes, image_shape)
   first_order_apply_fn = first_order_apply(config, model)
@@ -242,7 +296,8 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
                         labels_SxN=labels_SxN, optimizer=optimizer,
                         batch_size=config.real_batch_size, batching=batching,
                         remat=dc.remat, unroll=unroll, num_valid=num_valid,
-                        real_apply_fn=first_order_apply_fn),
+                        real_apply_fn=first_order_apply_fn,
+                        **real_batch_fns(config, num_examples)),
       in_shardings=(rep, inits_sharding, rep, rep, rep),
       out_shardings=(rep, rep))
   return Program(model, apply_fn, first_order_apply_fn, labels_SxN,
@@ -270,7 +325,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config_checks.validate(config)
   _check_workdir(config, workdir, fresh)
   data = load_data(config)
-  program = build_program(config, data.num_classes, data.image_shape)
+  program = build_program(config, data.num_classes, data.image_shape,
+                          num_examples=len(data.train_labels))
   model, apply_fn = program.model, program.first_order_apply_fn
   labels_SxN, keys = program.labels_SxN, run_keys(config.seed)
   train_x, train_y = sharding.put((data.train_images, data.train_labels),
@@ -281,6 +337,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start = int(state['step'])
   if restored_step is not None:
     logging.info('Resuming from the checkpoint at iteration %d.', start)
+  if jax.process_index() == 0:
+    # What comes after the checkpoint (without one, iteration 0's
+    # evaluation too) is logged again.
+    metrics.keep_before(workdir, start + 1 if start else 0)
   step_fn, sample_inits = program.step_fn, program.sample_inits
   rep = sharding.replicated(program.mesh)
   eval_inits = heldout_inits(config, model, data.image_shape,
@@ -326,11 +386,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           state['distilled']['raw_lrs']))
       values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
       values['lr_mean'] = float(lrs.mean())
-      if config.eval_every and done % config.eval_every == 0:
+      evaluated = config.eval_every and done % config.eval_every == 0
+      if evaluated:
         acc = evaluate_now(eval_inits)
         values['test_accuracy'] = acc['mean']
         values['test_accuracy_std'] = acc['std']
       writer.write(done, {**values, 'lrs': lrs})
+      if evaluated and writer.enabled:
+        viz.save_curves(os.path.join(workdir, 'curves.png'),
+                        metrics.read(workdir))
       t_last, it_last = time.time(), done  # Evaluation time not counted.
       progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
                             ('loss', 'test_accuracy')})
@@ -385,6 +449,5 @@ def _finish(config, workdir, data, program: Program,
   export.save_distilled(os.path.join(workdir, 'distilled.npz'), distilled_set)
   viz.save_grid(os.path.join(workdir, 'distilled.png'), distilled_set.images,
                 distilled_set.lrs, data.mean, data.std)
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(results, f, indent=2)
+  atomic_files.write_json(os.path.join(workdir, 'results.json'), results)
   return results

@@ -1,7 +1,12 @@
-"""Pictures of the distilled images: one row per step, labelled with its lrs."""
+"""Pictures of a run: the distilled images, and its curves."""
 
+import matplotlib
+matplotlib.use('Agg')  # Files only; no display on servers and TPU hosts.
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ddistill import atomic_files
 
 
 def to_pixels(images: np.ndarray, mean: np.ndarray,
@@ -22,7 +27,11 @@ def save_grid(path: str, images_SxNxHxWxC: np.ndarray, lrs_T: np.ndarray,
   canvas = Image.new('RGB', (label_w + n * cell_w, steps * cell_h), 'white')
   draw = ImageDraw.Draw(canvas)
   for s in range(steps):
-    lrs = ', '.join(f'{lr:.3g}' for lr in lrs_ExS[:, s])
+    if len(lrs_ExS) <= 5:
+      lrs = ', '.join(f'{lr:.3g}' for lr in lrs_ExS[:, s])
+    else:  # Long unrolls: the range of the step's lrs.
+      lrs = (f'{lrs_ExS[:, s].min():.3g} to {lrs_ExS[:, s].max():.3g}\n'
+             f'({len(lrs_ExS)} applied)')
     draw.text((4, s * cell_h + 2), f'step {s}\nlr {lrs}', fill='black')
     for i in range(n):
       tile = pixels[s, i]
@@ -30,4 +39,36 @@ def save_grid(path: str, images_SxNxHxWxC: np.ndarray, lrs_T: np.ndarray,
       tile = tile.convert('RGB').resize((w * scale, h * scale),
                                         Image.NEAREST)
       canvas.paste(tile, (label_w + i * cell_w, s * cell_h))
-  canvas.save(path)
+  with atomic_files.replacing(path) as tmp:
+    canvas.save(tmp)
+
+
+def save_curves(path: str, records: list[dict]) -> None:
+  """A PNG of a run's metrics.jsonl records against outer iterations.
+
+  Panels: the outer loss, the test accuracy of the held-out inits (mean and
+  +- std), and the learned lrs (mean, with min to max shaded).
+  """
+  fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
+  loss = [(r['step'], r['loss']) for r in records if 'loss' in r]
+  if loss:
+    ax_loss.plot(*zip(*loss))
+  ax_loss.set(xlabel='outer iteration', ylabel='outer loss', yscale='log')
+  acc = [(r['step'], r['test_accuracy'], r.get('test_accuracy_std', 0.0))
+         for r in records if 'test_accuracy' in r]
+  if acc:
+    steps, mean, std = map(np.asarray, zip(*acc))
+    ax_acc.plot(steps, mean, marker='.')
+    ax_acc.fill_between(steps, mean - std, mean + std, alpha=0.3)
+  ax_acc.set(xlabel='outer iteration', ylabel='test accuracy')
+  lrs = [(r['step'], np.asarray(r['lrs'])) for r in records if 'lrs' in r]
+  if lrs:
+    steps = [s for s, _ in lrs]
+    ax_lr.plot(steps, [l.mean() for _, l in lrs], label='mean')
+    ax_lr.fill_between(steps, [l.min() for _, l in lrs],
+                       [l.max() for _, l in lrs], alpha=0.3, label='min-max')
+    ax_lr.legend()
+  ax_lr.set(xlabel='outer iteration', ylabel='learned lr')
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)

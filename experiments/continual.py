@@ -12,6 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from ddistill import continual_run
+from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/continual.py', 'Config file (path[:variant]).',
@@ -34,4 +35,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(user_errors.one_line(main))

@@ -1,18 +1,17 @@
 r"""Evaluates a saved distilled set on fresh held-out models.
 
-  python -m experiments.evaluate --config configs/mnist.py:random \
+  python -m experiments.evaluate --config configs/mnist.py:official_random \
       --distilled /tmp/mnist_random/distilled.npz --num_models 200
 
 The config names the dataset, model and init distribution (and, for a fixed
 init, the seed that made it).
 """
 
-import json
-
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from ddistill import atomic_files
 from ddistill import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -37,8 +36,7 @@ def main(argv):
   print(f"test_accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
         f"over {acc['n_models']} models")
   if _OUTPUT.value:
-    with open(_OUTPUT.value, 'w') as f:
-      json.dump(results, f, indent=2)
+    atomic_files.write_json(_OUTPUT.value, results)
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
+from ddistill import atomic_files
 from ddistill import linear
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -51,11 +52,10 @@ def main(argv):
   lines += [f"| {r['M']} | {r['D']} | {r['excess_loss_mean']:.3g} | "
             f"{r['excess_loss_max']:.3g} | {r['condition_residual']:.3g} | "
             f"{r['residual_lower_bound']:.3g} |" for r in rows]
-  with open(os.path.join(workdir, 'linear.json'), 'w') as f:
-    json.dump({'rows': rows, 'config': json.loads(config.to_json())}, f,
-              indent=2)
-  with open(os.path.join(workdir, 'linear.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  atomic_files.write_json(os.path.join(workdir, 'linear.json'), {
+      'rows': rows, 'config': json.loads(config.to_json())})
+  atomic_files.write_text(os.path.join(workdir, 'linear.md'),
+                          '\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
 

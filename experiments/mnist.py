@@ -1,10 +1,12 @@
 r"""Distills MNIST (or any dataset the config names).
 
   python -m experiments.mnist --config configs/mnist.py --workdir /tmp/mnist
-  python -m experiments.mnist --config configs/mnist.py:random \
+  python -m experiments.mnist --config configs/mnist.py:official_random \
       --workdir /tmp/mnist_random --config.eval.num_models=100
 
-Rerunning the same command resumes from the workdir's latest checkpoint.
+Rerunning the same command resumes from the workdir's latest checkpoint that
+restores (a damaged one is moved aside to checkpoints/<step>.corrupt); rerun
+with a larger --config.num_iterations, it extends a finished run.
 """
 
 from absl import app
@@ -15,6 +17,7 @@ from ml_collections import config_flags
 
 from ddistill import train
 from experiments import quiet_logs
+from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/mnist.py', 'Experiment config file (path[:variant]).',
@@ -54,4 +57,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(user_errors.one_line(main))

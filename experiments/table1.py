@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 from ddistill import table1
 from experiments import quiet_logs
+from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/table1.py', 'Table config file (path[:variant]).',
@@ -29,4 +30,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(user_errors.one_line(main))

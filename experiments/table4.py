@@ -9,6 +9,7 @@ gem_distilled) as written by experiments.continual.
 from absl import app
 from absl import flags
 
+from ddistill import atomic_files
 from ddistill import tables
 
 _RUNS = flags.DEFINE_string('runs', None, 'Folder of variant workdirs.',
@@ -20,8 +21,7 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Where to write table4.md '
 def main(argv):
   del argv
   md = tables.table4_from_runs(_RUNS.value)
-  with open(_OUTPUT.value or f'{_RUNS.value}/table4.md', 'w') as f:
-    f.write(md)
+  atomic_files.write_text(_OUTPUT.value or f'{_RUNS.value}/table4.md', md)
   print(md)
 
 

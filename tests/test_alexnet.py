@@ -67,13 +67,22 @@ def test_converted_weights_compute_what_torch_layout_computes(size):
 
 def test_new_classifier_for_other_classes_keeps_the_backbone():
   state = _random_state(np.random.default_rng(1))
-  a = alexnet.params_from_torchvision(state, 20, jax.random.key(0))
-  b = alexnet.params_from_torchvision(state, 20, jax.random.key(1))
+  a = alexnet.params_from_torchvision(state, 20, jax.random.key(0),
+                                      new_classifier='random')
+  b = alexnet.params_from_torchvision(state, 20, jax.random.key(1),
+                                      new_classifier='random')
   assert a['fc8']['kernel'].shape == (4096, 20)
   assert not np.allclose(a['fc8']['kernel'], b['fc8']['kernel'])
   np.testing.assert_array_equal(a['fc7']['kernel'],
                                 state['classifier.4.weight'].T)
   assert np.all(a['fc8']['bias'] == 0)
+  # The official code's new classifier: zero weights, bias 1, whatever key.
+  c = alexnet.params_from_torchvision(state, 20, jax.random.key(2))
+  assert c['fc8']['kernel'].shape == (4096, 20)
+  assert np.all(c['fc8']['kernel'] == 0) and np.all(c['fc8']['bias'] == 1)
+  with pytest.raises(ValueError, match="unknown new_classifier 'ones'"):
+    alexnet.params_from_torchvision(state, 20, jax.random.key(0),
+                                    new_classifier='ones')
 
 
 def test_weight_file_errors_name_the_problem(tmp_path):

@@ -14,6 +14,38 @@ def test_shipped_variants_are_valid(module):
     config_checks.validate(module.get_config(variant))
 
 
+# The paper's Table 1 protocol, field by field: Section 4.1.1, Table 1's
+# caption, appendix Figures 4 and 5 (GD steps), appendix S-1 (optimizer, image
+# init, inits per iteration), and the official README (initial distilled lr).
+PAPER = {
+    mnist_config: {'applied_steps': 2000, 'lr_init': 0.02, 'augment': 'none'},
+    cifar10_config: {'applied_steps': 50, 'lr_init': 0.001,
+                     'augment': 'crop_flip'},
+}
+
+
+@pytest.mark.parametrize('module', [mnist_config, cifar10_config])
+@pytest.mark.parametrize('init', ['fixed', 'random'])
+def test_paper_variants_match_the_paper(module, init):
+  config = module.get_config(f'paper_{init}')
+  paper = PAPER[module]
+  d = config.distill
+  assert d.steps == 1  # One batch of distilled images...
+  assert d.images_per_class == 10  # ...of 10 per class...
+  assert d.steps * d.epochs == paper['applied_steps']  # ...applied T times,
+  assert d.init_mode == init
+  assert d.image_init == 'real'
+  assert d.lr_init == paper['lr_init']
+  assert config.optim.lr == 0.001 and config.optim.b1 == 0.5
+  assert config.real_batch_size == 1024
+  assert config.data.sampling == 'epochs'
+  assert config.data.augment == paper['augment']
+  if init == 'random':
+    assert d.num_inits == 4
+    assert config.eval.num_models == 200
+  config_checks.validate(config)
+
+
 def test_unknown_variant_is_an_error():
   with pytest.raises(ValueError, match="unknown config variant 'fast'"):
     mnist_config.get_config('fast')
@@ -37,6 +69,9 @@ def test_unknown_variant_is_an_error():
     ('distill.batching', 'pmap', r'config.distill.batching'),
     ('optim.lr', -0.1, r'config.optim.lr'),
     ('optim.b1', 1.5, r'config.optim.b1'),
+    ('optim.b1', 1.0, r'config.optim.b1 = 1.0 must be a number in \[0, 1\)'),
+    ('data.augment', 'mixup', r"config.data.augment = 'mixup' is not one of"),
+    ('data.sampling', 'stratified', r'config.data.sampling'),
     ('num_iterations', -1, r'config.num_iterations = -1'),
     ('real_batch_size', 0, r'config.real_batch_size'),
     ('eval.num_models', 0, r'config.eval.num_models = 0'),

@@ -33,6 +33,7 @@ def test_enough_points_reach_the_minimum_and_too_few_cannot():
   assert linear.excess_losses(enough, problem, theta0).max() < 1e-4 * untrained
   too_few = linear.distill(jax.random.key(2), problem, dim - 2,
                            num_iterations=1500)
-  # Rank M < D leaves D - M unit eigenvalues of I - (η/M) dᵀd.
-  assert linear.condition_residual(too_few) >= np.sqrt(2) - 1e-3
-  assert linear.excess_losses(too_few, problem, theta0).mean() > 1e-2 * untrained
+  # M < D points learn something, but not the minimum: rank M leaves D - M
+  # directions of I - (η/M) dᵀd untouched.
+  too_few_loss = linear.excess_losses(too_few, problem, theta0).mean()
+  assert 1e-2 * untrained < too_few_loss < 0.8 * untrained

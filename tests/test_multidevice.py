@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _command(workdir, *extra):
   return [sys.executable, '-m', 'experiments.mnist',
-          '--config', 'configs/mnist.py:random', '--workdir', workdir,
+          '--config', 'configs/mnist.py:official_random', '--workdir', workdir,
           '--config.num_iterations=2', '--config.distill.num_inits=6',
           '--config.distill.steps=2', '--config.distill.epochs=1',
           '--config.real_batch_size=64', '--config.eval_every=0',
