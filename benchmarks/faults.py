@@ -4,11 +4,13 @@ r"""Soak test: a quick MNIST run SIGKILLed again and again, resumed each time.
 
 Runs `configs/mnist.py:quick` once uninterrupted (the reference), then again
 in another workdir, killing it with SIGKILL at --kills moments and rerunning
-the same command after each. Half the kills come at a random time in the
-run's expected remaining life; the other half, after such a random time, the
-moment a new temporary checkpoint folder (a quarter) or temporary output file
-(a quarter) appears, i.e. while a checkpoint or an output file is being
-written. After the kills, one last rerun finishes the run.
+the same command after each. The moments are random points of the reference
+run's life, in order, the last two as it writes its final outputs; each
+rerun is killed where it reaches the next one (its set-up counted again).
+Half the kills come right at their moment, the other half (and the last two)
+at the first new temporary checkpoint folder or output file after it, i.e.
+while a checkpoint or an output file is being written. After the kills, one
+last rerun finishes.
 
 A kill is survived when every output file it left is whole (results.json
 and config.json parse, distilled.npz loads, the PNGs open, each line of
@@ -166,6 +168,11 @@ def main():
         flush=True)
 
   workdir = os.path.join(args.workdir, 'killed')
+  # The kills' moments: random points of the reference run's life, in
+  # order, and the last two as it writes its final outputs.
+  end_of_loop = ref['startup'] + ref['loop']
+  moments = sorted(rng.uniform(0, ref['total'])
+                   for _ in range(args.kills - 2)) + [end_of_loop] * 2
   tried = survived = attempts = 0
   pending = None  # (kill number, newest checkpoint it left, files broken).
   landed = {'checkpoint': 0, 'output': 0, 'elsewhere': 0}
@@ -175,22 +182,31 @@ def main():
       sys.exit('error: too many runs ended before they could be killed')
     log_path = os.path.join(args.workdir, f'run{attempts}.log')
     done = max(_checkpoint_steps(workdir), default=0)
-    # Kills 1, 3, 5...: at a random time; 2, 6...: at the next checkpoint
-    # write after it; 4, 8...: at the next output write after it.
-    aim = {1: 'checkpoint', 3: 'output'}.get(tried % 4)
-    if aim == 'checkpoint' and done == args.iterations:
-      aim = 'output'  # A finished run writes no more checkpoints.
-    # The process's expected life from here: set-up, what is left of the
-    # iterations, and the final evaluation and outputs.
-    life = (ref['startup'] + ref['loop'] * (1 - done / args.iterations) +
-            ref['finish'])
+    moment = moments[tried]
+    # Kills 1, 3, 5...: at their moment; 2, 4, 6...: at the first write
+    # after it of a checkpoint (while iterating) or else of an output (the
+    # metrics rewritten on resuming, the final outputs).
+    aim = None
+    if tried % 2 == 1 or moment >= end_of_loop:
+      aim = ('checkpoint' if ref['startup'] <= moment < end_of_loop and
+             done < args.iterations else 'output')
+    # The moment, in this rerun: it sets up again (as long as the
+    # reference did), then skips the iterations before its checkpoint.
+    skipped = ref['loop'] * done / args.iterations
+    delay = max(moment - skipped, min(moment, ref['startup']))
     before = _temporary(workdir)
     started = time.time()
-    deadline = started + rng.uniform(0, life)
+    deadline = started + delay
+    # An output write aimed at in the set-up may have passed (the metrics
+    # are rewritten early on): then the kill comes as the set-up ends, not
+    # after every iteration.
+    latest = (started + ref['startup'] if aim == 'output' and
+              moment < ref['startup'] else float('inf'))
     proc = _start(workdir, args, log_path)
     while proc.poll() is None:
-      if time.time() >= deadline and (
-          not aim or _new_temporary(workdir, before)[aim]):
+      now = time.time()
+      if now >= deadline and (not aim or now >= latest or
+                              _new_temporary(workdir, before)[aim]):
         break
       time.sleep(0.001 if aim else 0.01)
     if proc.poll() is None:

@@ -448,6 +448,8 @@ def _finish(config, workdir, data, program: Program,
                                       data.std, config.distill.epochs)
   export.save_distilled(os.path.join(workdir, 'distilled.npz'), distilled_set)
   viz.save_grid(os.path.join(workdir, 'distilled.png'), distilled_set.images,
-                distilled_set.lrs, data.mean, data.std)
+                distilled_set.lrs, data.mean, data.std,
+                labels_N=labels_SxN[0])
+  viz.save_curves(os.path.join(workdir, 'curves.png'), metrics.read(workdir))
   atomic_files.write_json(os.path.join(workdir, 'results.json'), results)
   return results

@@ -1,8 +1,6 @@
 """Pictures of a run: the distilled images, and its curves."""
 
-import matplotlib
-matplotlib.use('Agg')  # Files only; no display on servers and TPU hosts.
-from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -17,28 +15,38 @@ def to_pixels(images: np.ndarray, mean: np.ndarray,
 
 
 def save_grid(path: str, images_SxNxHxWxC: np.ndarray, lrs_T: np.ndarray,
-              mean: np.ndarray, std: np.ndarray, scale: int = 2) -> None:
-  """A PNG grid: row s shows step s's images and the lrs it is applied with."""
+              mean: np.ndarray, std: np.ndarray, scale: int = 2,
+              labels_N=None) -> None:
+  """A PNG grid: row s shows step s's images and the lrs it is applied with.
+
+  labels_N: the class of each column, written above it.
+  """
   steps, n, h, w, c = images_SxNxHxWxC.shape
   pixels = to_pixels(images_SxNxHxWxC, mean, std)
   lrs_ExS = np.asarray(lrs_T).reshape(-1, steps)
   label_w, pad = 150, 2
+  top = 0 if labels_N is None else 14
   cell_h, cell_w = h * scale + pad, w * scale + pad
-  canvas = Image.new('RGB', (label_w + n * cell_w, steps * cell_h), 'white')
+  canvas = Image.new('RGB', (label_w + n * cell_w, top + steps * cell_h),
+                     'white')
   draw = ImageDraw.Draw(canvas)
+  if labels_N is not None:
+    draw.text((4, 1), 'class', fill='black')
+    for i, label in enumerate(np.asarray(labels_N)):
+      draw.text((label_w + i * cell_w + 2, 1), str(label), fill='black')
   for s in range(steps):
     if len(lrs_ExS) <= 5:
       lrs = ', '.join(f'{lr:.3g}' for lr in lrs_ExS[:, s])
     else:  # Long unrolls: the range of the step's lrs.
       lrs = (f'{lrs_ExS[:, s].min():.3g} to {lrs_ExS[:, s].max():.3g}\n'
              f'({len(lrs_ExS)} applied)')
-    draw.text((4, s * cell_h + 2), f'step {s}\nlr {lrs}', fill='black')
+    draw.text((4, top + s * cell_h + 2), f'step {s}\nlr {lrs}', fill='black')
     for i in range(n):
       tile = pixels[s, i]
       tile = Image.fromarray(tile[..., 0] if c == 1 else tile)
       tile = tile.convert('RGB').resize((w * scale, h * scale),
                                         Image.NEAREST)
-      canvas.paste(tile, (label_w + i * cell_w, s * cell_h))
+      canvas.paste(tile, (label_w + i * cell_w, top + s * cell_h))
   with atomic_files.replacing(path) as tmp:
     canvas.save(tmp)
 
@@ -49,10 +57,12 @@ def save_curves(path: str, records: list[dict]) -> None:
   Panels: the outer loss, the test accuracy of the held-out inits (mean and
   +- std), and the learned lrs (mean, with min to max shaded).
   """
-  fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
+  # A bare Figure (not pyplot): no display backend, none of pyplot's state.
+  fig = Figure(figsize=(13, 3.6))
+  ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
   loss = [(r['step'], r['loss']) for r in records if 'loss' in r]
   if loss:
-    ax_loss.plot(*zip(*loss))
+    ax_loss.plot(*zip(*loss), marker='.')
   ax_loss.set(xlabel='outer iteration', ylabel='outer loss', yscale='log')
   acc = [(r['step'], r['test_accuracy'], r.get('test_accuracy_std', 0.0))
          for r in records if 'test_accuracy' in r]
@@ -64,11 +74,11 @@ def save_curves(path: str, records: list[dict]) -> None:
   lrs = [(r['step'], np.asarray(r['lrs'])) for r in records if 'lrs' in r]
   if lrs:
     steps = [s for s, _ in lrs]
-    ax_lr.plot(steps, [l.mean() for _, l in lrs], label='mean')
+    ax_lr.plot(steps, [l.mean() for _, l in lrs], marker='.', label='mean')
     ax_lr.fill_between(steps, [l.min() for _, l in lrs],
                        [l.max() for _, l in lrs], alpha=0.3, label='min-max')
     ax_lr.legend()
   ax_lr.set(xlabel='outer iteration', ylabel='learned lr')
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
+  with atomic_files.replacing(path) as tmp:
+    fig.savefig(tmp, dpi=90)

@@ -90,9 +90,9 @@ def test_distilled_memory_has_one_image_per_class_and_learns(mnist):
   x, y, losses = continual.distilled_memory(task, jax.random.key(0), model, dc)
   assert x.shape == (10, 28, 28, 1) and list(y) == list(range(10))
   assert np.all(np.isfinite(x))
-  # The outer loss on the task's data falls (fresh inits each iteration, so
-  # compare the first and last few).
-  assert losses[-5:].mean() < 0.9 * losses[:5].mean()
+  # The outer loss on the task's data falls by more than its noise between
+  # iterations (fresh inits each one, so compare the first and last few).
+  assert losses[-5:].mean() < losses[:5].mean() - 2 * losses[:5].std() - 0.02
   # They start as real images of the task and are optimized away from them.
   flat = task.train_x.reshape(len(task.train_x), -1)
   gaps = [np.abs(flat - im.ravel()).max(axis=1).min() for im in x]
