@@ -13,7 +13,7 @@
 #
 # Exit status: 0 every stage done; 75 the budget ran out (run again); 1 a
 # stage failed (its log's last lines are printed).
-# SMOKE=1 runs every stage for one or two iterations (on CPU in CI).
+# SMOKE=1 runs every stage for one or two iterations, on CPU.
 # Iteration counts of the training stages are reduced from the paper's
 # 23,600 to what 45 minutes of one GPU affords; override with the variables
 # below. Their figures are the paper's protocol cut short: say so.
