@@ -264,7 +264,7 @@ def main():
   strays = sum(map(len, _temporary(workdir).values()))
   print(f"kills landed: {landed['checkpoint']} during a checkpoint write, "
         f"{landed['output']} during an output write, {landed['elsewhere']} "
-        f'elsewhere; {attempts - tried} runs ended before their kill; '
+        f'elsewhere; runs that ended before their kill: {attempts - tried}; '
         f'checkpoints moved aside: {len(aside)}; stray temporary files left: '
         f'{strays}')
   print(f'final test accuracy {acc["mean"]:.4f} (reference '
