@@ -23,14 +23,9 @@ VARIANTS = default.VARIANTS + default.PAPER_VARIANTS
 
 
 def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
-  if variant not in VARIANTS:
-    raise ValueError(f'unknown config variant {variant!r}; known: {VARIANTS}')
-  if variant in default.PAPER_VARIANTS:
-    config = default.paper_protocol(default.get_config(), variant,
-                                    train_size=50000, gd_steps=50,
-                                    lr_init=0.001)
-  else:
-    config = default.get_config(variant)
+  config = default.dataset_config(variant, VARIANTS, train_size=50000,
+                                  gd_steps=50, paper_lr_init=0.001)
+  if variant not in default.PAPER_VARIANTS:
     config.distill.lr_init = 0.01
   config.data.name = 'cifar10'
   config.data.augment = 'crop_flip'  # As the official code's CIFAR-10 loader.

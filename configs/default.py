@@ -92,6 +92,18 @@ OFFICIAL_EPOCHS = 400  # Outer epochs of real 1,024-image batches (official code
 OFFICIAL_DECAY_EPOCHS = 40  # Adam's lr halves every so many epochs (official code).
 
 
+def dataset_config(variant: str, variants: tuple[str, ...], *,
+                   train_size: int, gd_steps: int,
+                   paper_lr_init: float) -> ml_collections.ConfigDict:
+  """The start of a dataset config: `paper_*` or one of VARIANTS."""
+  if variant not in variants:
+    raise ValueError(f'unknown config variant {variant!r}; known: {variants}')
+  if variant in PAPER_VARIANTS:
+    return paper_protocol(get_config(), variant, train_size, gd_steps,
+                          paper_lr_init)
+  return get_config(variant)
+
+
 def paper_protocol(config: ml_collections.ConfigDict, variant: str,
                    train_size: int, gd_steps: int,
                    lr_init: float) -> ml_collections.ConfigDict:

@@ -21,14 +21,8 @@ VARIANTS = default.VARIANTS + default.PAPER_VARIANTS
 
 
 def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
-  if variant not in VARIANTS:
-    raise ValueError(f'unknown config variant {variant!r}; known: {VARIANTS}')
-  if variant in default.PAPER_VARIANTS:
-    config = default.paper_protocol(default.get_config(), variant,
-                                    train_size=60000, gd_steps=2000,
-                                    lr_init=0.02)
-  else:
-    config = default.get_config(variant)
+  config = default.dataset_config(variant, VARIANTS, train_size=60000,
+                                  gd_steps=2000, paper_lr_init=0.02)
   config.data.name = 'mnist'
   config.model.name = 'lenet'
   if variant == 'official_fixed':

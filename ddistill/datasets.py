@@ -121,7 +121,8 @@ SPECS = {
                            (0.2470, 0.2435, 0.2616), _read_cifar10,
                            local_is_slow=True),
     # USPS digits fill their 16x16 frame; MNIST's fill a 20x20 box centred in
-    # 28x28. Framed alike, MNIST nets read USPS at 95% instead of 81%.
+    # 28x28. Framed alike, MNIST nets read USPS far better
+    # (docs/paper_results.md).
     'usps': DatasetSpec('usps', (16, 16, 1), 10, (0.2469,), (0.2989,), _read_usps,
                         mnist_box=20),
     'svhn': DatasetSpec('svhn_cropped', (32, 32, 3), 10, (0.4377, 0.4438, 0.4728),

@@ -69,12 +69,7 @@ class Killed(BaseException):
 
 
 def _set(config, overrides):
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 

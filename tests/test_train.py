@@ -69,12 +69,7 @@ def _tiny_config(data_dir, **overrides):
   config.checkpoint_every = 2
   config.eval.num_models = 3
   config.eval.num_models_during = 2
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
