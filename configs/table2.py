@@ -13,7 +13,7 @@ import ml_collections
 
 from configs import mnist
 from configs import table1
-from ddistill.table2 import ROWS  # row -> (source, target)
+from ddistill.paper.table2 import ROWS  # row -> (source, target)
 
 VARIANTS = ('full', 'cpu', 'quick')
 

@@ -15,10 +15,8 @@ from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
+from ddistill.errors import CheckpointError
 
-
-class CheckpointError(RuntimeError):
-  """No checkpoint restores, or one could not be written."""
 
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:

@@ -5,15 +5,14 @@ Every error names the field, the value and what is allowed.
 
 import ml_collections
 
-from ddistill import datasets, distill, inits, models, real_batches
-from ddistill import transfer_data
+from ddistill import distill, inits, models, real_batches
+from ddistill.models import layers
+from ddistill import data
+from ddistill.errors import ConfigError
 
 
 INIT_MODES = ('fixed', 'random', 'fixed_pretrained', 'random_pretrained')
 
-
-class ConfigError(ValueError):
-  """A config field holds a value the run cannot use."""
 
 
 def _get(config: ml_collections.ConfigDict, field: str):
@@ -65,10 +64,9 @@ def _unit_interval(config, field):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field."""
   _int(config, 'seed', 0)
-  name = _choice(config, 'data.name',
-                 sorted(datasets.SPECS) + sorted(transfer_data.SPECS))
+  name = _choice(config, 'data.name', sorted(data.SOURCES))
   source = _choice(config, 'data.source', ('auto', 'local', 'tfds'))
-  if name in transfer_data.SPECS and source == 'local':
+  if not data.SOURCES[name].local and source == 'local':
     raise ConfigError(f'config.data.source = {source!r}: {name} loads '
                       'through tfds only; use "auto" or "tfds"')
   _choice(config, 'data.augment', real_batches.AUGMENTS)
@@ -76,8 +74,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   model = _choice(config, 'model.name', sorted(models.MODELS))
   _choice(config, 'model.init', inits.INITS)
   _float(config, 'model.init_gain', 0.0)
-  _choice(config, 'model.conv_impl', ('auto',) + models.CONV_IMPLS)
-  _choice(config, 'model.first_order_conv_impl', ('auto',) + models.CONV_IMPLS)
+  _choice(config, 'model.conv_impl', ('auto',) + layers.CONV_IMPLS)
+  _choice(config, 'model.first_order_conv_impl', ('auto',) + layers.CONV_IMPLS)
 
   mode = _choice(config, 'distill.init_mode', INIT_MODES)
   if 'pretrained' in mode and not _get(config, 'distill.pretrained_dir'):
@@ -107,11 +105,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _int(config, 'eval.num_models', 1)
   _int(config, 'eval.num_models_during', 1)
 
-  sizes = models.SUPPORTED_SIZES[model]
-  if name in transfer_data.SPECS:
-    height = width = _int(config, 'data.image_size', 1)
-  else:
-    height, width = datasets.SPECS[name].image_shape[:2]
+  sizes = models.MODELS[model].sizes
+  _int(config, 'data.image_size', 1)
+  height, width = data.SOURCES[name].image_size(config.data)
   if _choice(config, 'data.as_mnist', (True, False)):
     height = width = 28
     box = _get(config, 'data.digit_box')
@@ -122,7 +118,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f'config.model.name = {model!r} takes images of size {sizes}, but '
         f'config.data.name = {name!r} has {height}x{width} images')
-  smallest = models.MIN_SIZES.get(model, 1)
+  smallest = models.MODELS[model].min_size
   if min(height, width) < smallest:
     raise ConfigError(
         f'config.model.name = {model!r} takes images of at least {smallest}'

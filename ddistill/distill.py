@@ -113,7 +113,7 @@ def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
 
   real_apply_fn: the same network, applied to the real batch (default
   `apply_fn`). That pass is differentiated once, the inner steps twice, so
-  each may use the implementation fastest for it (models.CONV_IMPLS).
+  each may use the implementation fastest for it (layers.CONV_IMPLS).
   """
   params = train_on_distilled(apply_fn, params0, distilled['images'],
                               labels_SxN, lrs_from_raw(distilled['raw_lrs']),

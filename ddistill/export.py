@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill.raw_formats import DataError
+from ddistill.errors import DataError
 
 FIELDS = ('images', 'labels', 'lrs', 'mean', 'std', 'epochs')
 

@@ -26,7 +26,8 @@ import tqdm
 from ddistill import atomic_files
 from ddistill import checkpoints
 from ddistill import config_checks
-from ddistill import datasets
+from ddistill import data as data_lib
+from ddistill.data import datasets
 from ddistill import distill
 from ddistill import evaluate
 from ddistill import export
@@ -36,12 +37,10 @@ from ddistill import models
 from ddistill import pretrained
 from ddistill import real_batches
 from ddistill import sharding
-from ddistill import transfer_data
 from ddistill import viz
+from ddistill import errors
+from ddistill.errors import WorkdirConflict
 
-
-class WorkdirConflict(RuntimeError):
-  """The workdir holds a run with a different config."""
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
@@ -54,11 +53,7 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
 def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
   """The config's dataset, in MNIST's digit format if config.data.as_mnist."""
   dc = config.data
-  if dc.name in transfer_data.SPECS:  # VOC, CUB: tfds only, any image size.
-    return transfer_data.load(dc.name, dc.image_size,
-                              dc.tfds_data_dir)
-  data = datasets.load_dataset(dc.name, dc.source, dc.data_dir, dc.cache_dir,
-                               dc.tfds_data_dir)
+  data = data_lib.load(dc)
   if not dc.as_mnist:
     return data
   return datasets.as_mnist_digits(data, dc.digit_box)
@@ -283,7 +278,7 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
           _pool(config, model, image_shape)['train']), rep)
       size = pretrained.pool_size(pool)
       if size < num_valid:
-        raise config_checks.ConfigError(
+        raise errors.ConfigError(
             f'config.distill.num_inits = {num_valid} exceeds the {size} '
             f'training networks in {dc.pretrained_dir}')
       draw = lambda key: jax.tree.map(

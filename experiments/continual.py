@@ -11,7 +11,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from ddistill import continual_run
+from ddistill.continual import runner
 from experiments import user_errors
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -26,7 +26,7 @@ _FRESH = flags.DEFINE_bool(
 
 def main(argv):
   del argv
-  results = continual_run.run_continual(_CONFIG.value, _WORKDIR.value,
+  results = runner.run_continual(_CONFIG.value, _WORKDIR.value,
                                          fresh=_FRESH.value)
   acc = results['final_accuracy']
   print(f"final average accuracy {100 * acc['mean']:.2f} +- "

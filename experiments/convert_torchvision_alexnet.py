@@ -9,7 +9,7 @@ Needs torch and torchvision (ddistill itself does not):
       --output alexnet.npz
 
 The .npz keeps torchvision's names and layouts (`features.0.weight`
-[64, 3, 11, 11], ..., `classifier.6.bias` [1000]); `ddistill.alexnet`
+[64, 3, 11, 11], ..., `classifier.6.bias` [1000]); `ddistill.models.alexnet`
 converts them to Flax's. Then make a pool for Table 3:
 
   python -m experiments.pretrain --config configs/pretrain.py:imagenet_alexnet \

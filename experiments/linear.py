@@ -16,7 +16,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill import linear
+from ddistill.paper import linear
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/linear.py', 'Config file.', lock_config=True)

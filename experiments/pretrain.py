@@ -11,7 +11,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from ddistill import pretrain_run
+from ddistill.paper import pretraining
 from experiments import quiet_logs
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -24,7 +24,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for the pool.',
 def main(argv):
   del argv
   quiet_logs.install()
-  info = pretrain_run.run_pretrain(_CONFIG.value, _WORKDIR.value)
+  info = pretraining.run_pretrain(_CONFIG.value, _WORKDIR.value)
   if 'test_accuracy' not in info:  # A pool read from ImageNet weights.
     print(f"pool of {info['weights']} for {info['target']} written")
     return

@@ -10,7 +10,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from ddistill import table1
+from ddistill.paper import table1
 from experiments import quiet_logs
 from experiments import user_errors
 

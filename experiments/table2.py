@@ -10,7 +10,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from ddistill import table2
+from ddistill.paper import table2
 from experiments import quiet_logs
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -10,7 +10,7 @@ from absl import app
 from absl import flags
 
 from ddistill import atomic_files
-from ddistill import tables
+from ddistill.paper import tables
 
 _RUNS = flags.DEFINE_string('runs', None, 'Folder of variant workdirs.',
                             required=True)

@@ -2,17 +2,12 @@
 
 import functools
 
-from ddistill import checkpoints
-from ddistill import config_checks
-from ddistill import continual_run
-from ddistill import train
-from ddistill.raw_formats import DataError
+from ddistill import errors
 
 # Each names the file, folder or field at fault in its message. OSError: a
 # full disk or a missing folder, say; atomic_files names the file it was
 # writing.
-ERRORS = (checkpoints.CheckpointError, config_checks.ConfigError, DataError,
-          train.WorkdirConflict, continual_run.WorkdirConflict, OSError)
+ERRORS = (errors.UserError, OSError)
 
 
 def one_line(main):

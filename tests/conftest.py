@@ -4,7 +4,7 @@ import tempfile
 import jax
 import pytest
 
-from ddistill import datasets
+from ddistill.data import datasets
 
 # One persistent XLA compilation cache for the whole test session, shared with
 # the subprocesses tests launch and the pytest-xdist workers (they inherit the

@@ -9,12 +9,13 @@ import pytest
 
 from configs import pretrain as pretrain_config
 from configs import table3 as table3_config
-from ddistill import alexnet
+from ddistill.models import alexnet
 from ddistill import config_checks
-from ddistill import pretrain_run
-from ddistill import table3
-from ddistill import transfer_data
-from ddistill.raw_formats import DataError
+from ddistill.paper import pretraining
+from ddistill.paper import table3
+from ddistill.data import transfer
+from ddistill.errors import DataError
+from ddistill import errors
 
 
 def _random_state(rng: np.random.Generator, num_classes: int = 1000) -> dict:
@@ -110,19 +111,19 @@ def test_bad_alexnet_configs_are_refused():
   config.distill.pretrained_dir = '/pools/voc2007'
   config_checks.validate(config)  # The quick run's own config is fine.
   config.data.image_size = 32
-  with pytest.raises(config_checks.ConfigError, match='at least 63'):
+  with pytest.raises(errors.ConfigError, match='at least 63'):
     config_checks.validate(config)
   config.data.image_size = 64
   config.data.source = 'local'
-  with pytest.raises(config_checks.ConfigError, match='tfds only'):
+  with pytest.raises(errors.ConfigError, match='tfds only'):
     config_checks.validate(config)
 
 
 def test_voc_crops_and_cub_images_under_mock_data():
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=3):
-    voc = transfer_data.load('voc2007', image_size=64)
-    cub = transfer_data.load('cub200', image_size=70)
+    voc = transfer.load('voc2007', image_size=64)
+    cub = transfer.load('cub200', image_size=70)
   # Every VOC object is an example: more crops than the 2 x 3 images.
   assert voc.train_images.shape[1:] == (64, 64, 3)
   assert len(voc.train_images) > 6
@@ -153,7 +154,7 @@ def test_table3_end_to_end_with_mock_data_and_random_weights(tmp_path,
   config = table3_config.get_config('quick')
   config.pools_dir = str(pools)
   with tfds.testing.mock_data(num_examples=4):
-    pretrain_run.run_pretrain(pool_config, str(pools / 'voc2007'))
+    pretraining.run_pretrain(pool_config, str(pools / 'voc2007'))
     results = table3.run_table3(config, str(tmp_path / 'table3'))
   row = results['voc2007']
   for column in ('ours', 'random_real', 'optimized_real', 'average_real',

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from configs import table1 as table1_config
-from ddistill import baselines
+from ddistill.paper import baselines
 from ddistill import evaluate
 from ddistill import inits
 from ddistill import models
-from ddistill import protocol
-from ddistill import table1
-from ddistill import tables
+from ddistill.paper import protocol
+from ddistill.paper import table1
+from ddistill.paper import tables
 
 
 def _toy(n_per_class=30, num_classes=3, shape=(4, 4, 1), seed=0):
@@ -192,7 +192,7 @@ def test_unknown_table_dataset_is_an_error(tmp_path):
 
 def test_figure3_validates_and_plots(tmp_path):
   from configs import figure3 as figure3_config
-  from ddistill import figure3
+  from ddistill.paper import figure3
   config = figure3_config.get_config('quick')
   config.init_modes = 'fixed,pretrained'
   with pytest.raises(ValueError, match='init_modes'):
@@ -232,7 +232,7 @@ def test_minibatch_passes_match_full_batch_steps_with_one_minibatch(mnist):
 
 def test_table2_needs_its_pools_and_marks_svhn_not_run(tmp_path):
   from configs import table2 as table2_config
-  from ddistill import table2
+  from ddistill.paper import table2
   config = table2_config.get_config('quick')
   config.pools_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match='experiments.pretrain'):

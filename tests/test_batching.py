@@ -11,6 +11,7 @@ from ddistill import distill
 from ddistill import evaluate
 from ddistill import inits
 from ddistill import models
+from ddistill.models import layers
 
 
 def _problem(name='lenet', shape=(28, 28, 1), num_inits=2, conv_impl='matmul'):
@@ -75,7 +76,7 @@ def test_unknown_batching_is_an_error():
                                         ('alexcifarnet', (32, 32, 3))])
 def test_conv_paths_give_the_same_loss_and_gradients(name, shape):
   results = []
-  for impl in models.CONV_IMPLS:
+  for impl in layers.CONV_IMPLS:
     model, params0_I, labels, distilled, x, y = _problem(name, shape, 1, impl)
     loss_fn = functools.partial(distill.mean_outer_loss,
                                 apply_fn=models.Apply(model),
@@ -102,7 +103,7 @@ def test_model_rejects_image_sizes_it_cannot_take():
 
 def test_lrn_matches_its_definition():
   x = jax.random.normal(jax.random.key(0), (2, 3, 3, 6))
-  got = models.local_response_norm(x, 4, alpha=0.1, beta=0.75, k=1.0)
+  got = layers.local_response_norm(x, 4, alpha=0.1, beta=0.75, k=1.0)
   xn = np.asarray(x)
   want = np.empty_like(xn)
   for c in range(6):
@@ -155,13 +156,13 @@ def test_kernel_gradient_by_rows_matches_autodiff(x_shape, kernel_shape,
   kx, kk, kg = jax.random.split(jax.random.key(3), 3)
   x = jax.random.normal(kx, x_shape)
   kernel = jax.random.normal(kk, kernel_shape)
-  y_shape = models.conv_xla(x, kernel, pad).shape
+  y_shape = layers.conv_xla(x, kernel, pad).shape
   g_I = jax.random.normal(kg, (2, *y_shape))  # Two inits sharing the input.
 
   def autodiff(g):
-    return jax.vjp(lambda k: models.conv_xla(x, k, pad), kernel)[1](g)[0]
+    return jax.vjp(lambda k: layers.conv_xla(x, k, pad), kernel)[1](g)[0]
 
-  by_rows = lambda g: models.conv_kernel_grad_by_rows(x, g, kernel_shape, pad)
+  by_rows = lambda g: layers.conv_kernel_grad_by_rows(x, g, kernel_shape, pad)
   np.testing.assert_allclose(jax.vmap(by_rows)(g_I), jax.vmap(autodiff)(g_I),
                              rtol=1e-4, atol=1e-4)
 
@@ -180,7 +181,7 @@ def test_max_pool_gradients_match_autodiff_of_max(shape):
     return x[:, :h // 2 * 2, :wd // 2 * 2].reshape(
         b, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
 
-  for pool in (models.max_pool_2x2, plain):
+  for pool in (layers.max_pool_2x2, plain):
     np.testing.assert_array_equal(pool(x), plain(x))
   # First order, and second order as the meta-gradient needs it: the
   # gradient of a loss taken after one gradient step.
@@ -190,7 +191,7 @@ def test_max_pool_gradients_match_autodiff_of_max(shape):
 
   for order in (lambda p: jax.grad(lambda x: jnp.sum(w * p(x)**2)),
                 lambda p: jax.grad(functools.partial(after_step, p))):
-    np.testing.assert_allclose(order(models.max_pool_2x2)(x),
+    np.testing.assert_allclose(order(layers.max_pool_2x2)(x),
                                order(plain)(x), rtol=1e-5, atol=1e-6)
 
 

@@ -5,7 +5,7 @@ import pytest
 from configs import cifar10 as cifar10_config
 from configs import mnist as mnist_config
 from ddistill import config_checks
-from ddistill.config_checks import ConfigError
+from ddistill.errors import ConfigError
 
 
 @pytest.mark.parametrize('module', [mnist_config, cifar10_config])

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from configs import continual as continual_config
-from ddistill import continual
-from ddistill import continual_run
-from ddistill import gem
-from ddistill import icarl
+from ddistill.continual import learners
+from ddistill.continual import runner
+from ddistill.continual import gem
+from ddistill.continual import icarl
 from ddistill import inits
 from ddistill import models
-from ddistill import task_streams
+from ddistill.continual import streams
+from ddistill import errors
 
 
 def test_projection_keeps_agreeing_gradients_and_fixes_conflicts():
@@ -36,7 +37,7 @@ def test_projection_keeps_agreeing_gradients_and_fixes_conflicts():
 
 
 def test_permuted_stream_permutes_pixels_and_draws_its_own_images(mnist):
-  stream = task_streams.permuted(mnist, jax.random.key(0), 3, 50)
+  stream = streams.permuted(mnist, jax.random.key(0), 3, 50)
   t0, t1 = stream.task(0), stream.task(1)
   assert t0.train_x.shape == (50, 28, 28, 1) and len(t0.test_x) == 10000
   flat = mnist.test_images.reshape(10000, -1)
@@ -45,17 +46,17 @@ def test_permuted_stream_permutes_pixels_and_draws_its_own_images(mnist):
   assert not np.array_equal(stream.perms[0], stream.perms[1])
   assert sorted(stream.perms[2]) == list(range(784))
   with pytest.raises(ValueError, match='train_per_task'):
-    task_streams.permuted(mnist, jax.random.key(0), 2, 10**6)
-  unit = task_streams.unit_pixels(mnist)
+    streams.permuted(mnist, jax.random.key(0), 2, 10**6)
+  unit = streams.unit_pixels(mnist)
   assert unit.train_images.min() >= -1e-6 and unit.train_images.max() <= 1.0
 
 
 def test_split_stream_takes_consecutive_classes(mnist):
-  stream = task_streams.split(mnist, 5)
+  stream = streams.split(mnist, 5)
   assert len(stream) == 2 and stream.task(1).classes == (5, 6, 7, 8, 9)
   assert set(np.unique(stream.task(1).train_y)) == {5, 6, 7, 8, 9}
   with pytest.raises(ValueError, match='divide'):
-    task_streams.split(mnist, 3)
+    streams.split(mnist, 3)
 
 
 def _learner(method, **kw):
@@ -66,11 +67,11 @@ def _learner(method, **kw):
 
 
 def test_memory_and_penalty_reduce_forgetting(mnist):
-  data = task_streams.unit_pixels(mnist)
-  stream = task_streams.permuted(data, jax.random.key(0), 3, 600)
+  data = streams.unit_pixels(mnist)
+  stream = streams.permuted(data, jax.random.key(0), 3, 600)
   model = models.make_model('mlp', 10, (28, 28, 1),
                             inits.kernel_initializer('xavier_normal'))
-  run = lambda c: continual.run_stream(c, stream, model, jax.random.key(1))
+  run = lambda c: learners.run_stream(c, stream, model, jax.random.key(1))
   sgd = run(_learner('sgd'))
   assert sgd.shape == (3, 3) and sgd[0, 0] > 0.6  # It learns the first task.
   gem_R = run(_learner('gem', memory_per_task=50))
@@ -81,13 +82,13 @@ def test_memory_and_penalty_reduce_forgetting(mnist):
 
 
 def test_distilled_memory_has_one_image_per_class_and_learns(mnist):
-  data = task_streams.unit_pixels(mnist)
-  task = task_streams.permuted(data, jax.random.key(0), 1, 500).task(0)
+  data = streams.unit_pixels(mnist)
+  task = streams.permuted(data, jax.random.key(0), 1, 500).task(0)
   model = models.make_model('mlp', 10, (28, 28, 1),
                             inits.kernel_initializer('xavier_normal'))
   dc = continual_config.get_config('gem_distilled').learner.distill
   dc.gd_steps, dc.iterations, dc.batch_size = 10, 30, 500
-  x, y, losses = continual.distilled_memory(task, jax.random.key(0), model, dc)
+  x, y, losses = learners.distilled_memory(task, jax.random.key(0), model, dc)
   assert x.shape == (10, 28, 28, 1) and list(y) == list(range(10))
   assert np.all(np.isfinite(x))
   # The outer loss on the task's data falls by more than its noise between
@@ -116,10 +117,10 @@ def test_herding_tracks_the_class_mean():
 
 def test_icarl_distillation_reduces_forgetting(mnist):
   import dataclasses
-  data = task_streams.unit_pixels(mnist)
+  data = streams.unit_pixels(mnist)
   data = dataclasses.replace(data, train_images=data.train_images[:3000],
                              train_labels=data.train_labels[:3000])
-  stream = task_streams.split(data, 2)  # 5 tasks of 2 digits.
+  stream = streams.split(data, 2)  # 5 tasks of 2 digits.
   model = models.make_model('mlp', 10, (28, 28, 1),
                             inits.kernel_initializer('xavier_normal'))
   run = lambda reg: icarl.run_stream(
@@ -132,7 +133,7 @@ def test_icarl_distillation_reduces_forgetting(mnist):
   forgetting = lambda R: R[0, 0] - R[-1, 0]
   assert forgetting(distilled) < forgetting(plain) - 0.015
   with pytest.raises(ValueError, match='class-incremental'):
-    icarl.run_stream(_learner('icarl'), task_streams.permuted(
+    icarl.run_stream(_learner('icarl'), streams.permuted(
         data, jax.random.key(0), 2, 10), model, jax.random.key(1))
   with pytest.raises(ValueError, match='memory_per_task'):
     icarl.run_stream(_learner('icarl', memory_per_task=1), stream, model,
@@ -145,16 +146,16 @@ def test_split_cifar100_with_resnet_gn_runs_under_mock_data(tmp_path,
                                                           variant):
   import functools
   import tensorflow_datasets as tfds
-  from ddistill import resnet
+  from ddistill.models import resnet
   # A narrow, shallow ResNet keeps the test fast; the wiring is the same.
-  monkeypatch.setitem(models.MODELS, 'resnet18_gn', functools.partial(
-      resnet.ResNet18GN, width=4, blocks=(1, 1)))
+  monkeypatch.setitem(models.MODELS, 'resnet18_gn', models.ModelSpec(functools.partial(
+      resnet.ResNet18GN, width=4, blocks=(1, 1))))
   config = continual_config.get_config(variant)
   config.seeds, config.num_tasks = '0', 2
   config.gem_margins, config.icarl_regs = '0', '0.1'
   config.learner.memory_per_task = 10
   with tfds.testing.mock_data(num_examples=300):
-    results = continual_run.run_continual(config, str(tmp_path),
+    results = runner.run_continual(config, str(tmp_path),
                                           log=lambda _: None)
   R = np.asarray(results['accuracy_matrices'][0])
   assert R.shape == (2, 2) and np.all((R >= 0) & (R <= 1))
@@ -164,38 +165,38 @@ def test_split_cifar100_with_resnet_gn_runs_under_mock_data(tmp_path,
 def test_workdir_of_another_setup_is_refused_unless_fresh(tmp_path):
   config = continual_config.get_config('gem_distilled')
   workdir = str(tmp_path)
-  continual_run.check_workdir(config, workdir)
+  runner.check_workdir(config, workdir)
   with open(tmp_path / 'runs.json', 'w') as f:
     f.write('{}')
   os.makedirs(tmp_path / 'memories')
   config.seeds, config.gem_margins = '0,1,2,3', '0.5'  # More runs: allowed.
-  continual_run.check_workdir(config, workdir)
+  runner.check_workdir(config, workdir)
   config.learner.distill.gd_steps = 50  # Cached memories would be stale.
-  with pytest.raises(continual_run.WorkdirConflict, match='--fresh'):
-    continual_run.run_continual(config, workdir)
+  with pytest.raises(errors.WorkdirConflict, match='--fresh'):
+    runner.run_continual(config, workdir)
   assert os.path.exists(tmp_path / 'runs.json')  # Nothing lost.
-  continual_run.check_workdir(config, workdir, fresh=True)
+  runner.check_workdir(config, workdir, fresh=True)
   assert not os.path.exists(tmp_path / 'runs.json')
   assert not os.path.exists(tmp_path / 'memories')
-  continual_run.check_workdir(config, workdir)  # Now this setup's workdir.
+  runner.check_workdir(config, workdir)  # Now this setup's workdir.
 
 
 def test_bad_continual_settings_are_errors():
   config = continual_config.get_config('gem')
   config.learner.method = 'lwf'
   with pytest.raises(ValueError, match='method'):
-    continual_run.grid(config)
+    runner.grid(config)
   config.learner.method = 'gem'
   config.gem_margins = '0,a'
   with pytest.raises(ValueError, match='gem_margins'):
-    continual_run.grid(config)
+    runner.grid(config)
   with pytest.raises(ValueError, match='unknown config variant'):
     continual_config.get_config('icarl')
 
 
 def test_table4_reports_runs_and_how_memories_were_distilled(tmp_path):
   import json
-  from ddistill import tables
+  from ddistill.paper import tables
   for variant, acc in (('gem', [0.6, 0.62]), ('gem_distilled', [0.7, 0.74]),
                        ('cifar100_icarl', [0.4, 0.44])):
     config = continual_config.get_config(variant)

@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from ddistill import datasets
-from ddistill import raw_formats
-from ddistill.raw_formats import DataError
+from ddistill.data import datasets
+from ddistill.data import raw_formats
+from ddistill.errors import DataError
 
 
 def _rng():

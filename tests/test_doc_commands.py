@@ -234,6 +234,7 @@ def _run_configs(config, path='config'):
 
 def _validate(config) -> None:
   from ddistill import config_checks  # pylint: disable=g-import-not-at-top
+  from ddistill.errors import ConfigError  # pylint: disable=g-import-not-at-top
   for path, run in _run_configs(config):
     run = run.copy_and_resolve_references()
     if 'pretrained' in run.distill.init_mode and not run.distill.pretrained_dir:
@@ -241,10 +242,10 @@ def _validate(config) -> None:
       run.distill.pretrained_dir = 'POOL'
     try:
       config_checks.validate(run)
-    except config_checks.ConfigError as e:
+    except ConfigError as e:
       if path == 'config':
         raise
-      raise config_checks.ConfigError(f'in {path}: {e}') from e
+      raise ConfigError(f'in {path}: {e}') from e
 
 
 def _one_line(e: Exception) -> str:

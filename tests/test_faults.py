@@ -27,12 +27,13 @@ from configs import continual as continual_config
 from configs import mnist as mnist_config
 from configs import table1 as table1_config
 from ddistill import atomic_files
+from ddistill import errors
 from ddistill import checkpoints
-from ddistill import continual_run
-from ddistill import datasets
+from ddistill.continual import runner
+from ddistill.data import datasets
 from ddistill import export
 from ddistill import metrics
-from ddistill import table1
+from ddistill.paper import table1
 from ddistill import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,7 +150,7 @@ def test_damaged_checkpoints_are_moved_aside_and_the_last_good_one_used(
   os.remove(_data_file(workdir, 4))
   with open(_data_file(workdir, 2), 'r+b') as f:
     f.truncate(1)
-  with pytest.raises(checkpoints.CheckpointError) as e:
+  with pytest.raises(errors.CheckpointError) as e:
     train.train_and_evaluate(config, workdir)
   message = str(e.value)
   assert '\n' not in message
@@ -171,7 +172,7 @@ def test_failing_disk_write_stops_the_run_and_keeps_the_last_checkpoint(
     return await rename(src, dst, *args, **kwargs)
 
   monkeypatch.setattr(async_path, 'rename', full_disk_at_4)
-  with pytest.raises(checkpoints.CheckpointError) as e:
+  with pytest.raises(errors.CheckpointError) as e:
     train.train_and_evaluate(config, workdir)
   assert '\n' not in str(e.value)
   assert ('could not write the checkpoint of iteration 4' in str(e.value) and
@@ -218,11 +219,11 @@ def test_more_iterations_extend_a_finished_run_and_fewer_are_refused(
   assert extended['iterations'] == 4
   _assert_same_set(_distilled(workdir), _distilled(reference))
   assert train.run_or_load(_tiny_config(), workdir) == extended  # Reused.
-  with pytest.raises(train.WorkdirConflict,
+  with pytest.raises(errors.WorkdirConflict,
                      match='holds a run of 4 iterations; num_iterations = 3 '
                      'can only extend it'):
     train.run_or_load(_tiny_config(num_iterations=3), workdir)
-  with pytest.raises(train.WorkdirConflict, match='different config'):
+  with pytest.raises(errors.WorkdirConflict, match='different config'):
     train.run_or_load(_tiny_config(**{'optim.lr': 0.02}), workdir)
 
 
@@ -355,13 +356,13 @@ def test_continual_run_killed_and_rerun_ends_with_the_uninterrupted_results(
   config = continual_config.get_config('gem')  # Two margins, one seed.
   config.seeds, config.gem_margins = '0', '0,0.5'
   config.num_tasks, config.train_per_task = 2, 50
-  whole = continual_run.run_continual(config, str(tmp_path / 'whole'),
+  whole = runner.run_continual(config, str(tmp_path / 'whole'),
                                       log=lambda _: None)
   workdir = str(tmp_path / 'killed')
   with _killed_on_write('runs.json', 2):  # The second margin's run.
-    continual_run.run_continual(config, workdir, log=lambda _: None)
+    runner.run_continual(config, workdir, log=lambda _: None)
   with open(os.path.join(workdir, 'runs.json')) as f:
     assert len(json.load(f)) == 1
-  again = continual_run.run_continual(config, workdir, log=lambda _: None)
+  again = runner.run_continual(config, workdir, log=lambda _: None)
   assert {k: v for k, v in again.items() if k != 'config'} == {
       k: v for k, v in whole.items() if k != 'config'}

@@ -24,6 +24,8 @@ import pytest
 
 from ddistill import distill
 from ddistill import models
+from ddistill.models import layers
+from ddistill.models import nets
 
 GOLDEN_ENV = 'DDISTILL_GOLDEN'
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -34,9 +36,9 @@ RTOL = 1e-10
 # Golden key prefix -> (our model, PyTorch names of its two convs and three
 # linear layers in order, (C, H, W) of the features the first linear reads).
 NETS = {
-    'lenet': ('lenet_mnist', models.LeNet,
+    'lenet': ('lenet_mnist', nets.LeNet,
               ('conv1', 'conv2', 'fc1', 'fc2', 'fc3'), (16, 5, 5)),
-    'alexcifarnet': ('alexcifarnet', models.AlexCifarNet,
+    'alexcifarnet': ('alexcifarnet', nets.AlexCifarNet,
                      ('features.0', 'features.4', 'classifier.0',
                       'classifier.2', 'classifier.4'), (64, 8, 8)),
 }
@@ -101,7 +103,7 @@ def _rel_err(ours, gold) -> float:
   return float(np.abs(ours - gold).max() / np.abs(gold).max())
 
 
-@pytest.mark.parametrize('conv_impl', models.CONV_IMPLS)
+@pytest.mark.parametrize('conv_impl', layers.CONV_IMPLS)
 @pytest.mark.parametrize('net', sorted(NETS))
 def test_meta_grads_match_official(golden, net, conv_impl):
   """`conv_impl` runs both the inner steps and the real batch's pass."""

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddistill import linear
+from ddistill.paper import linear
 
 
 def test_one_step_is_the_closed_form():

@@ -11,6 +11,7 @@ import pytest
 from ddistill import distill
 from ddistill import inits
 from ddistill import models
+from ddistill.models import layers
 
 
 class TinyConvNet(nn.Module):
@@ -19,8 +20,8 @@ class TinyConvNet(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = models.Conv(3, 3, 1, nn.initializers.lecun_normal(), self.conv_impl)(x)
-    x = models.max_pool_2x2(nn.relu(x))
+    x = layers.Conv(3, 3, 1, nn.initializers.lecun_normal(), self.conv_impl)(x)
+    x = layers.max_pool_2x2(nn.relu(x))
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(3)(jnp.tanh(nn.Dense(8)(x)))
 
@@ -41,7 +42,7 @@ def _setup(conv_impl='matmul', steps=2, epochs=2):
   return loss, to64(distilled), to64
 
 
-@pytest.mark.parametrize('conv_impl', models.CONV_IMPLS)
+@pytest.mark.parametrize('conv_impl', layers.CONV_IMPLS)
 def test_meta_gradient_matches_finite_differences(conv_impl):
   with jax.enable_x64(True):
     loss_fn, distilled, _ = _setup(conv_impl)

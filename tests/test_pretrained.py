@@ -8,12 +8,13 @@ import pytest
 
 from configs import mnist as mnist_config
 from ddistill import config_checks
-from ddistill import datasets
+from ddistill.data import datasets
 from ddistill import evaluate
 from ddistill import inits
 from ddistill import models
 from ddistill import pretrained
 from ddistill import train
+from ddistill import errors
 
 
 def _lenet():
@@ -128,12 +129,12 @@ def test_distilling_from_a_pool_trains_on_train_nets_reports_heldout(
                                 jax.tree.leaves(pool['train'])[0][:1])
   config.distill.init_mode = 'random_pretrained'
   config.distill.num_inits = 4  # More than the 3 training nets.
-  with pytest.raises(config_checks.ConfigError, match='exceeds the 3'):
+  with pytest.raises(errors.ConfigError, match='exceeds the 3'):
     train.build_program(config, 10, (28, 28, 1))
   config.distill.num_inits = 2
   config.data.digit_box = 29
-  with pytest.raises(config_checks.ConfigError, match='digit_box = 29'):
+  with pytest.raises(errors.ConfigError, match='digit_box = 29'):
     config_checks.validate(config)
   config.distill.pretrained_dir = ''
-  with pytest.raises(config_checks.ConfigError, match='pretrained_dir'):
+  with pytest.raises(errors.ConfigError, match='pretrained_dir'):
     config_checks.validate(config)

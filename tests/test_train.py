@@ -19,6 +19,7 @@ from ddistill import inits
 from ddistill import metrics
 from ddistill import models
 from ddistill import train
+from ddistill import errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +76,7 @@ def _tiny_config(data_dir, **overrides):
 
 @pytest.fixture
 def data_dir(mnist):
-  from ddistill import datasets
+  from ddistill.data import datasets
   return datasets.resolve_data_dir()
 
 
@@ -154,7 +155,7 @@ def test_workdir_with_another_config_is_not_mixed(tmp_path, data_dir):
   np.testing.assert_allclose(again['test_accuracy']['mean'],
                              first['test_accuracy']['mean'], atol=1e-6)
   other = _tiny_config(data_dir, num_iterations=2, **{'optim.lr': 0.02})
-  with pytest.raises(train.WorkdirConflict, match='--fresh'):
+  with pytest.raises(errors.WorkdirConflict, match='--fresh'):
     train.train_and_evaluate(other, workdir)
   results = train.train_and_evaluate(other, workdir, fresh=True)
   assert results['config']['optim']['lr'] == 0.02

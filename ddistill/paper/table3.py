@@ -17,12 +17,11 @@ import ml_collections
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill import baseline_columns
+from ddistill.paper import baseline_columns
 from ddistill import pretrained
-from ddistill import table2
-from ddistill import tables
+from ddistill.paper import tables
 from ddistill import train
-from ddistill import transfer_data
+from ddistill.data import transfer
 
 
 def _pool_dir(config, target: str) -> str:
@@ -39,10 +38,10 @@ def _pool_dir(config, target: str) -> str:
 def run_table3(config: ml_collections.ConfigDict,
                workdir: str) -> dict[str, dict[str, dict]]:
   rows = [r.strip() for r in config.rows.split(',') if r.strip()]
-  unknown = [r for r in rows if r not in transfer_data.SPECS]
+  unknown = [r for r in rows if r not in transfer.SPECS]
   if unknown:
     raise ValueError(f'config.rows: unknown {unknown}; known: '
-                     f'{sorted(transfer_data.SPECS)}')
+                     f'{sorted(transfer.SPECS)}')
   results = {}
   for row in rows:
     folder = os.path.join(workdir, row)
@@ -65,7 +64,7 @@ def run_table3(config: ml_collections.ConfigDict,
         jax.random.key(config.seed), distilled_lrs,
         os.path.join(folder, 'baselines.json'), knn=False, kmeans=False)
     results[row] = {'ours': ours['test_accuracy'], **cells}
-    results[row]['full_target'] = table2.full_target(
+    results[row]['full_target'] = baseline_columns.full_target(
         config, model, apply_fn, net_M, data,
         os.path.join(folder, 'full_target.json'))
   md, csv_text = tables.table3(results)

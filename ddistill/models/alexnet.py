@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddistill.raw_formats import DataError
+from ddistill.errors import DataError
 
 Initializer = Any
 
@@ -31,8 +31,6 @@ DENSES = (('fc6', 'classifier.1', 4096), ('fc7', 'classifier.4', 4096),
 POOLED = 6  # torchvision's AdaptiveAvgPool2d((6, 6)) before the classifier.
 MIN_SIZE = 63  # Smallest input that leaves a 1x1 map after conv5's pool.
 # ImageNet's channel mean and std, the normalization the weights expect.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def adaptive_avg_pool(x_BxHxWxC: jax.Array, out: int) -> jax.Array:

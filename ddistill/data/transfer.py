@@ -17,9 +17,12 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from ddistill import alexnet
-from ddistill import datasets
-from ddistill.raw_formats import DataError
+from ddistill.data import datasets
+from ddistill.errors import DataError
+
+# The input the torchvision ImageNet AlexNet expects.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,12 +97,9 @@ def load(name: str, image_size: int = 224,
   if name not in SPECS:
     raise ValueError(f'unknown transfer dataset {name!r}; known: '
                      f'{sorted(SPECS)}')
-  if image_size < alexnet.MIN_SIZE:
-    raise ValueError(f'image_size {image_size} is below AlexNet\'s minimum '
-                     f'{alexnet.MIN_SIZE}')
   spec = SPECS[name]
-  mean = np.asarray(alexnet.IMAGENET_MEAN, np.float32)
-  std = np.asarray(alexnet.IMAGENET_STD, np.float32)
+  mean = np.asarray(IMAGENET_MEAN, np.float32)
+  std = np.asarray(IMAGENET_STD, np.float32)
   (train_x, train_y), (test_x, test_y) = (
       _read_splits(spec, splits, image_size, tfds_data_dir)
       for splits in (spec.train_splits, spec.test_splits))

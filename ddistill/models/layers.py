@@ -1,20 +1,17 @@
-"""Flax models as the paper's official code defines them.
+"""Layers with CPU-fast gradients: convolutions, 2x2 max-pooling, LRN.
 
-No batch norm and no dropout: both would make the inner training loop
-stochastic or stateful, and the paper disables them.
+The inner loop differentiates through hundreds of steps, so each layer here
+has forward and backward passes chosen for speed on the backend at hand;
+every implementation computes the same function (tests compare them).
 """
 
-import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from ddistill import alexnet
-from ddistill import resnet
 
 Initializer = Callable[..., jax.Array]
 CONV_IMPLS = ('xla', 'matmul', 'banded', 'split')
@@ -246,121 +243,3 @@ def local_response_norm(x_BxHxWxC: jax.Array, size: int = 4,
   channels = x_BxHxWxC.shape[-1]
   window_sum = sum(padded[..., i:i + channels] for i in range(size))
   return x_BxHxWxC / (k + alpha * window_sum / size)**beta
-
-
-class LeNet(nn.Module):
-  """LeNet-5 with ReLU and max-pooling; takes 28x28 (padded) or 32x32."""
-  num_classes: int
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  conv_impl: str = 'xla'
-
-  @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
-    dense = lambda n: nn.Dense(n, kernel_init=self.kernel_init)
-    conv = lambda n, pad: Conv(n, 5, pad, self.kernel_init, self.conv_impl)
-    pad = 2 if x_BxHxWxC.shape[1] == 28 else 0
-    x = max_pool_2x2(nn.relu(conv(6, pad)(x_BxHxWxC)))
-    x = max_pool_2x2(nn.relu(conv(16, 0)(x)))
-    x = x.reshape(x.shape[0], -1)
-    x = nn.relu(dense(120)(x))
-    x = nn.relu(dense(84)(x))
-    return dense(self.num_classes)(x)
-
-
-class AlexCifarNet(nn.Module):
-  """The cuda-convnet CIFAR network (about 80% on CIFAR-10); takes 32x32."""
-  num_classes: int
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  conv_impl: str = 'xla'
-
-  @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
-    conv = lambda: Conv(64, 5, 2, self.kernel_init, self.conv_impl)
-    pool = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2),
-                                 padding=((1, 1), (1, 1)))
-    lrn = lambda x: local_response_norm(x, 4, alpha=0.001 / 9.0)
-    x = lrn(pool(nn.relu(conv()(x_BxHxWxC))))
-    x = pool(lrn(nn.relu(conv()(x))))
-    x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(384, kernel_init=self.kernel_init)(x))
-    x = nn.relu(nn.Dense(192, kernel_init=self.kernel_init)(x))
-    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
-
-
-class MLP(nn.Module):
-  """Fully connected ReLU network on flattened images."""
-  num_classes: int
-  hidden: tuple[int, ...] = (100, 100)
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  conv_impl: str = 'xla'  # Unused; keeps every model's signature alike.
-
-  @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
-    x = x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)
-    for width in self.hidden:
-      x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init)(x))
-    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
-
-
-# The image sizes (height == width) each model accepts.
-SUPPORTED_SIZES = {'lenet': (28, 32), 'alexcifarnet': (32,), 'mlp': None,
-                   'resnet18_gn': None, 'alexnet': None}
-# Models that take any size from a minimum up.
-MIN_SIZES = {'alexnet': alexnet.MIN_SIZE}
-MODELS = {'lenet': LeNet, 'alexcifarnet': AlexCifarNet, 'mlp': MLP,
-          'resnet18_gn': resnet.ResNet18GN, 'alexnet': alexnet.AlexNet}
-
-
-@dataclasses.dataclass(frozen=True)
-class Apply:
-  """`apply(params, x_BxHxWxC) -> logits` for a model.
-
-  Hashable and compared by the model, so `jax.jit` can take it as a static
-  argument without recompiling for an equal model.
-  """
-  model: nn.Module
-
-  def __call__(self, params: Any, x_BxHxWxC: jax.Array) -> jax.Array:
-    return self.model.apply({'params': params}, x_BxHxWxC)
-
-
-def default_conv_impl() -> str:
-  """'matmul' on CPU (faster there), XLA's own convolutions elsewhere."""
-  return 'matmul' if jax.default_backend() == 'cpu' else 'xla'
-
-
-def first_order_conv_impl(impl: str, conv_impl: str) -> str:
-  """The conv for passes differentiated once; 'auto': 'split' on CPU.
-
-  conv_impl: the one the inner steps use, kept on other backends.
-  """
-  if impl != 'auto':
-    return impl
-  if jax.default_backend() == 'cpu':
-    return 'split'
-  return default_conv_impl() if conv_impl == 'auto' else conv_impl
-
-
-def make_model(name: str, num_classes: int, image_shape: tuple[int, ...],
-               kernel_init: Initializer, conv_impl: str = 'auto') -> nn.Module:
-  """Builds model `name`, checking it can take images of `image_shape`.
-
-  conv_impl: 'xla', 'matmul', or 'auto' (see `default_conv_impl`).
-  """
-  if conv_impl == 'auto':
-    conv_impl = default_conv_impl()
-  if conv_impl not in CONV_IMPLS:
-    raise ValueError(f'unknown conv_impl {conv_impl!r}; known: '
-                     f'{("auto",) + CONV_IMPLS}')
-  if name not in MODELS:
-    raise ValueError(f'unknown model {name!r}; known: {sorted(MODELS)}')
-  sizes = SUPPORTED_SIZES[name]
-  height, width = image_shape[:2]
-  if sizes is not None and (height != width or height not in sizes):
-    raise ValueError(f'model {name!r} takes square images of size {sizes}, '
-                     f'not {height}x{width}')
-  if min(height, width) < MIN_SIZES.get(name, 1):
-    raise ValueError(f'model {name!r} takes images of at least '
-                     f'{MIN_SIZES[name]}x{MIN_SIZES[name]}, not {height}x{width}')
-  return MODELS[name](num_classes=num_classes, kernel_init=kernel_init,
-                      conv_impl=conv_impl)

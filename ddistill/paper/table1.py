@@ -15,10 +15,10 @@ import ml_collections
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill import baseline_columns
-from ddistill import datasets
+from ddistill.paper import baseline_columns
+from ddistill.data import datasets
 from ddistill import inits
-from ddistill import tables
+from ddistill.paper import tables
 from ddistill import train
 
 

@@ -16,8 +16,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill import raw_formats
-from ddistill.raw_formats import DataError
+from ddistill.data import raw_formats
+from ddistill.errors import DataError
 
 DATA_DIR_ENV = 'DDISTILL_DATA_DIR'
 CACHE_DIR_ENV = 'DDISTILL_CACHE_DIR'

@@ -11,12 +11,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from ddistill import alexnet
+from ddistill.models import alexnet
 from ddistill import evaluate
 from ddistill import inits
 from ddistill import pretrained
 from ddistill import train
-from ddistill import transfer_data
+from ddistill.data import transfer
 
 
 def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -27,10 +27,10 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.model.name != 'alexnet':
     raise ValueError(f'config.weights holds AlexNet weights, but '
                      f'config.model.name = {config.model.name!r}')
-  if config.data.name not in transfer_data.SPECS:
+  if config.data.name not in transfer.SPECS:
     raise ValueError(f'config.data.name = {config.data.name!r}: ImageNet '
-                     f'weights adapt to {sorted(transfer_data.SPECS)}')
-  num_classes = transfer_data.SPECS[config.data.name].num_classes
+                     f'weights adapt to {sorted(transfer.SPECS)}')
+  num_classes = transfer.SPECS[config.data.name].num_classes
   state = alexnet.read_torchvision_npz(config.weights)
   kernel_init = inits.kernel_initializer(config.model.init,
                                          config.model.init_gain)

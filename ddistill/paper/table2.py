@@ -7,7 +7,6 @@ pass, {1, 3, 5} passes, best lr), no adaptation, and fine-tuning on the full
 target set; then table2.md and table2.csv. Rerunning resumes.
 """
 
-import json
 import os
 
 import jax
@@ -15,10 +14,10 @@ import ml_collections
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill import baseline_columns
+from ddistill.paper import baseline_columns
 from ddistill import evaluate
 from ddistill import pretrained
-from ddistill import tables
+from ddistill.paper import tables
 from ddistill import train
 
 
@@ -34,28 +33,6 @@ def _pool_dir(config, source: str) -> str:
         f'experiments.pretrain --config configs/pretrain.py:{source} '
         f'--workdir {path or "POOLS/" + source}` and set config.pools_dir')
   return path
-
-
-def full_target(config, model, apply_fn, heldout_M, data, path) -> dict:
-  """Held-out nets fine-tuned on the whole target training set."""
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  start_N = jax.tree.map(lambda a: a[:config.full_target_models], heldout_M)
-  tuned = pretrained.pretrain(model, jax.random.key(config.seed),
-                              data.train_images, data.train_labels,
-                              config.full_target_models,
-                              config.full_target_epochs,
-                              config.full_target_batch_size,
-                              config.full_target_lr,
-                              config.full_target_epochs, start_N=start_N)
-  accs = evaluate.evaluate_set(apply_fn, tuned, data.train_images[:1][None],
-                               data.train_labels[:1][None],
-                               np.zeros(0, np.float32), data.test_images,
-                               data.test_labels)
-  result = evaluate.summarize(accs)
-  atomic_files.write_json(path, result)
-  return result
 
 
 def run_table2(config: ml_collections.ConfigDict,
@@ -100,7 +77,7 @@ def run_table2(config: ml_collections.ConfigDict,
         data.test_images, data.test_labels)
     results[row].update(cells)
     results[row]['no_adaptation'] = evaluate.summarize(no_adapt)
-    results[row]['full_target'] = full_target(
+    results[row]['full_target'] = baseline_columns.full_target(
         config, model, apply_fn, heldout_M, data,
         os.path.join(folder, 'full_target.json'))
   md, csv_text = tables.table2(results)

@@ -11,7 +11,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from ddistill import datasets
+from ddistill.data import datasets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,11 @@ class Task:
   test_x: np.ndarray
   test_y: np.ndarray
   classes: tuple[int, ...]  # Labels the task uses (all 10 for permutations).
+
+
+def class_mask(task: Task, num_classes: int) -> np.ndarray:
+  """[num_classes] bool: the classes `task` trains on (its output head)."""
+  return np.isin(np.arange(num_classes), task.classes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 
 from ddistill import distill
-from ddistill import gem
+from ddistill.continual import gem
 from ddistill import inits
-from ddistill import task_streams
+from ddistill.continual import streams
 
 METHODS = ('sgd', 'ewc', 'gem')
 
@@ -53,14 +53,10 @@ def make_net(model, image_shape: tuple[int, ...]) -> Net:
   return Net(loss, predict, init, unravel)
 
 
-def _mask(task: task_streams.Task, num_classes: int) -> np.ndarray:
-  return np.isin(np.arange(num_classes), task.classes)
-
-
-def accuracy(net: Net, flat: jax.Array, task: task_streams.Task,
+def accuracy(net: Net, flat: jax.Array, task: streams.Task,
              num_classes: int, chunk: int = 5000) -> float:
   predict = jax.jit(net.predict)
-  mask = _mask(task, num_classes)
+  mask = streams.class_mask(task, num_classes)
   correct = sum(int(np.sum(np.asarray(predict(flat, task.test_x[i:i + chunk],
                                                mask)) ==
                            task.test_y[i:i + chunk]))
@@ -68,7 +64,7 @@ def accuracy(net: Net, flat: jax.Array, task: task_streams.Task,
   return correct / len(task.test_x)
 
 
-def real_memory(task: task_streams.Task, key: jax.Array,
+def real_memory(task: streams.Task, key: jax.Array,
                 size: int) -> tuple[np.ndarray, np.ndarray]:
   """`size` random training examples of the task."""
   idx = np.asarray(jax.random.choice(key, len(task.train_x), (size,),
@@ -76,7 +72,7 @@ def real_memory(task: task_streams.Task, key: jax.Array,
   return task.train_x[idx], task.train_y[idx]
 
 
-def distilled_memory(task: task_streams.Task, key: jax.Array, model,
+def distilled_memory(task: streams.Task, key: jax.Array, model,
                      dc: ml_collections.ConfigDict
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Distils the task's training data into dc.images_per_class per class.
@@ -125,7 +121,7 @@ def _ewc_fisher(net: Net, flat, x, y, mask) -> jax.Array:
   return jnp.mean(jnp.square(per_example), axis=0)
 
 
-MemoryFn = Callable[[int, task_streams.Task], tuple[np.ndarray, np.ndarray]]
+MemoryFn = Callable[[int, streams.Task], tuple[np.ndarray, np.ndarray]]
 
 
 def run_stream(config: ml_collections.ConfigDict, stream, model,
@@ -165,7 +161,7 @@ def run_stream(config: ml_collections.ConfigDict, stream, model,
   R = np.zeros((num_tasks, num_tasks))
   for t in range(num_tasks):
     task = stream.task(t)
-    mask = _mask(task, num_classes)
+    mask = streams.class_mask(task, num_classes)
     order = np.asarray(jax.random.permutation(jax.random.fold_in(k_order, t),
                                               len(task.train_x)))
     for start in range(0, len(order), bs):

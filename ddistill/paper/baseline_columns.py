@@ -2,7 +2,7 @@
 
 Random real, optimized real, k-means++ and average real sets, each trained
 on held-out models over the lr x steps grid (`protocol`), and the KNN
-baselines. Every finished column is saved at once, so a rerun skips it.
+baselines, and fine-tuning on the full target set (Tables 2, 3). Every finished column is saved at once, so a rerun skips it.
 """
 
 import json
@@ -16,9 +16,11 @@ import ml_collections
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill import baselines
-from ddistill import datasets
-from ddistill import protocol
+from ddistill import evaluate
+from ddistill import pretrained
+from ddistill.paper import baselines
+from ddistill.data import datasets
+from ddistill.paper import protocol
 
 
 def _seed(key: jax.Array) -> int:
@@ -103,3 +105,25 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
       best = max(rows, key=lambda r: r['mean'])
       save(name, {**best, 'n_models': len(sets), 'grid': rows})
   return done
+
+
+def full_target(config, model, apply_fn, heldout_M, data, path) -> dict:
+  """Held-out nets fine-tuned on the whole target training set."""
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  start_N = jax.tree.map(lambda a: a[:config.full_target_models], heldout_M)
+  tuned = pretrained.pretrain(model, jax.random.key(config.seed),
+                              data.train_images, data.train_labels,
+                              config.full_target_models,
+                              config.full_target_epochs,
+                              config.full_target_batch_size,
+                              config.full_target_lr,
+                              config.full_target_epochs, start_N=start_N)
+  accs = evaluate.evaluate_set(apply_fn, tuned, data.train_images[:1][None],
+                               data.train_labels[:1][None],
+                               np.zeros(0, np.float32), data.test_images,
+                               data.test_labels)
+  result = evaluate.summarize(accs)
+  atomic_files.write_json(path, result)
+  return result

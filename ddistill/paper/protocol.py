@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 from jax.sharding import Mesh
 
-from ddistill import baselines
+from ddistill.paper import baselines
 from ddistill import distill
 from ddistill import evaluate
 

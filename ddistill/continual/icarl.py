@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ddistill import continual
-from ddistill import task_streams
+from ddistill.continual import learners
+from ddistill.continual import streams
 
 
 def herding(features_NxD: np.ndarray, k: int) -> np.ndarray:
@@ -59,10 +59,10 @@ def _distillation(out_NxC, target_NxC, mask_NxC):
 
 
 def run_stream(config: ml_collections.ConfigDict,
-               stream: task_streams.SplitStream, model, key: jax.Array,
+               stream: streams.SplitStream, model, key: jax.Array,
                log: Optional[Callable[[str], None]] = None) -> np.ndarray:
   """Trains iCaRL on a class-incremental stream; returns R [tasks, tasks]."""
-  if not isinstance(stream, task_streams.SplitStream):
+  if not isinstance(stream, streams.SplitStream):
     raise ValueError('icarl needs a class-incremental stream '
                      "(config.stream = 'split_cifar100'); every permuted-MNIST "
                      'task has the same 10 classes')
@@ -74,7 +74,7 @@ def run_stream(config: ml_collections.ConfigDict,
   num_tasks, K = len(stream), stream.classes_per_task
   num_classes = stream.data.num_classes
   shape = tuple(stream.task(0).train_x.shape[1:])
-  net = continual.make_net(model, shape)
+  net = learners.make_net(model, shape)
   apply = lambda flat, x: model.apply({'params': net.unravel(flat)}, x)
   k_init, k_order, k_pick = jax.random.split(key, 3)
   flat = net.init(k_init)
@@ -84,7 +84,7 @@ def run_stream(config: ml_collections.ConfigDict,
   # serves all tasks; `seen_T` marks the tasks stored so far.
   mem_x = np.zeros((num_tasks, K, per_class) + shape, np.float32)
   mem_out = np.zeros((num_tasks, K, per_class, num_classes), np.float32)
-  masks_TxC = np.stack([continual._mask(stream.task(t), num_classes)
+  masks_TxC = np.stack([streams.class_mask(stream.task(t), num_classes)
                         for t in range(num_tasks)])
   seen_T = np.zeros(num_tasks, bool)
 
@@ -147,7 +147,7 @@ def _batched(fn, flat, x, chunk: int = 2000) -> np.ndarray:
                          for i in range(0, len(x), chunk)])
 
 
-def _accuracy(outputs, flat, task: task_streams.Task, means_KxC: np.ndarray,
+def _accuracy(outputs, flat, task: streams.Task, means_KxC: np.ndarray,
               stored: bool) -> float:
   """Nearest mean of exemplars; a task without exemplars yet gets its first
   class for every image (GEM's code answers uniformly there)."""

@@ -21,16 +21,17 @@ import ml_collections
 import numpy as np
 
 from ddistill import atomic_files
-from ddistill import continual
-from ddistill import datasets
+from ddistill.continual import learners
+from ddistill.data import datasets
 from ddistill import export
-from ddistill import icarl
+from ddistill.continual import icarl
 from ddistill import inits
 from ddistill import models
-from ddistill import task_streams
+from ddistill.continual import streams
+from ddistill.errors import WorkdirConflict
 
 
-METHODS = continual.METHODS + ('icarl',)  # icarl lives in ddistill/icarl.py.
+METHODS = learners.METHODS + ('icarl',)  # icarl lives in ddistill/continual/icarl.py.
 
 
 def _floats(text: str, field: str) -> list[float]:
@@ -77,7 +78,7 @@ def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
     if os.path.exists(path):
       d = export.load_distilled(path)
       return d.images[0], d.labels[0]
-    x, y, _ = continual.distilled_memory(task, jax.random.fold_in(key, t),
+    x, y, _ = learners.distilled_memory(task, jax.random.fold_in(key, t),
                                          model, config.learner.distill)
     export.save_distilled(path, export.DistilledSet(
         x[None], y[None], np.zeros(1, np.float32), np.zeros(1), np.ones(1),
@@ -91,9 +92,6 @@ STREAMS = ('permuted_mnist', 'split_cifar100')
 # Config fields that only list runs; changing them keeps the finished ones.
 GRID_FIELDS = ('seeds', 'gem_margins', 'ewc_lambdas', 'icarl_regs')
 
-
-class WorkdirConflict(RuntimeError):
-  """The workdir holds runs (and memories) made with another setup."""
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str,
@@ -126,10 +124,10 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str,
 
 def _stream(config, data, key):
   if config.stream == 'permuted_mnist':
-    return task_streams.permuted(data, key, config.num_tasks,
+    return streams.permuted(data, key, config.num_tasks,
                                  config.train_per_task)
   # Split CIFAR-100: 5 classes per task (2,500 training images each).
-  return task_streams.split(data, config.classes_per_task,
+  return streams.split(data, config.classes_per_task,
                             config.num_tasks)
 
 
@@ -147,7 +145,7 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
   if config.stream not in STREAMS:
     raise ValueError(f'config.stream {config.stream!r}; known: {STREAMS}')
   if config.stream == 'permuted_mnist':
-    data = task_streams.unit_pixels(datasets.load_dataset(
+    data = streams.unit_pixels(datasets.load_dataset(
         'mnist', data_dir=config.data_dir))
   else:  # CIFAR-100 comes through tfds only.
     data = datasets.load_dataset('cifar100', source='tfds',
@@ -167,7 +165,7 @@ def run_continual(config: ml_collections.ConfigDict, workdir: str,
         if learner.method == 'icarl':
           R = icarl.run_stream(learner, stream, model, k_learner)
         else:
-          R = continual.run_stream(learner, stream, model, k_learner,
+          R = learners.run_stream(learner, stream, model, k_learner,
                                    _memory_fn(config, model, seed, workdir))
       except FloatingPointError as e:
         # A setting of the grid that diverges (e.g. a large EWC lambda at
