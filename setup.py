@@ -4,8 +4,14 @@ setup(
     name='ddistill',
     version='0.1.0',
     description='Dataset distillation (Wang et al.) in JAX.',
-    packages=find_packages(include=['ddistill', 'ddistill.*', 'experiments',
-                                    'configs']),
+    # configs/ and experiments/ run from a checkout as `python -m
+    # experiments.mnist --config configs/mnist.py`; installed, they are
+    # ddistill.configs and ddistill.experiments, so they never collide with
+    # another project's top-level `configs` or `experiments`.
+    packages=find_packages(include=['ddistill', 'ddistill.*']) +
+    ['ddistill.configs', 'ddistill.experiments'],
+    package_dir={'ddistill.configs': 'configs',
+                 'ddistill.experiments': 'experiments'},
     python_requires='>=3.10',
     install_requires=[
         'absl-py>=2.0',

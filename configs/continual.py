@@ -20,15 +20,19 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise ValueError(f'unknown config variant {variant!r}; known: {VARIANTS}')
   config = ml_collections.ConfigDict()
-  config.seeds = '0,1,2'  # One run per seed; mean ± std over them.
+  config.seeds = '0,1,2'  # Comma-separated: one run per seed, mean ± std over them.
   config.stream = 'permuted_mnist'  # permuted_mnist | split_cifar100.
   config.num_tasks = 20  # Tasks (split_cifar100: the first so many).
   config.train_per_task = 1000  # Training images per permuted-MNIST task.
   config.classes_per_task = 5  # Classes per split-CIFAR-100 task.
-  config.data_dir = ''  # Local MNIST folder; '' = $DDISTILL_DATA_DIR.
-  config.tfds_data_dir = ''  # tfds data dir for CIFAR-100.
-  config.model = 'mlp'  # Two hidden layers of 100 ReLU units.
-  config.init = 'xavier_normal'  # Initialization of the learner.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.data_dir = ''  # Folder holding mnist/; '' = $DDISTILL_DATA_DIR.
+  config.data.tfds_data_dir = ''  # tfds's data_dir for CIFAR-100; '' = tfds's default.
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'mlp'  # mlp: two hidden layers of 100 ReLU units | resnet18_gn.
+  config.model.init = 'xavier_normal'  # Initialization of the learner.
 
   learner = config.learner = ml_collections.ConfigDict()
   learner.method = 'gem'  # sgd | ewc | gem | icarl (class-incremental only).
@@ -41,11 +45,12 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
   learner.ewc_samples = 1000  # Examples per task for EWC's Fisher.
   learner.icarl_reg = 0.0  # iCaRL's distillation weight, when one value.
 
-  # The hyperparameter grid; the best mean over seeds is reported.
+  # The hyperparameter grid, comma-separated; the best mean over seeds is
+  # reported.
   config.gem_margins = '0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1'  # Paper's.
-  # EWC strengths tried. Our Fisher is the mean squared per-example gradient
-  # (larger than GEM code's squared batch gradient), so at lr 0.1 the
-  # penalty diverges from lambda 10 up and the useful range is lower.
+  # EWC strengths tried. Our Fisher is the mean squared per-example gradient,
+  # larger than the GEM code's squared batch gradient, so the grid reaches
+  # lower than that code's.
   config.ewc_lambdas = '0.3,1,3,10,100,1000'
   config.icarl_regs = '0.001,0.003,0.01,0.03,0.1,0.3,1'  # Paper's S-1.1 range.
 
@@ -56,10 +61,11 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
   d.images_per_class = 1  # 10 classes -> 10 images per task.
   d.gd_steps = 2000  # As in the paper.
   d.lr_init = 0.02  # Starting inner lr.
-  d.lr = 0.01  # Adam step size...
-  d.b1 = 0.5  # ...its beta1, as in distillation...
-  d.decay_every = 100  # ...and iterations between decays of d.lr...
-  d.decay_factor = 0.5  # ...by this factor.
+  d.optim = ml_collections.ConfigDict()  # The engine's optimizer, as configs/default.py's.
+  d.optim.lr = 0.01  # Adam step size...
+  d.optim.b1 = 0.5  # ...its beta1, as in distillation...
+  d.optim.decay_every = 100  # ...and iterations between decays of optim.lr...
+  d.optim.decay_factor = 0.5  # ...by this factor.
   d.num_inits = 4  # Random inits per iteration.
   d.batch_size = 1000  # Real images per iteration (the whole task).
   d.iterations = 300  # Outer iterations per task.
@@ -78,7 +84,7 @@ def get_config(variant: str = 'gem') -> ml_collections.ConfigDict:
     learner.memory_per_task = int(base[-2:])
   if variant.startswith('cifar100'):
     config.stream = 'split_cifar100'
-    config.model = 'resnet18_gn'  # Width 20, as GEM's reduced ResNet-18.
+    config.model.name = 'resnet18_gn'  # Width 20, as GEM's reduced ResNet-18.
     d.images_per_class = 2  # 5 classes -> 10 images per task.
     d.gd_steps = 200  # As in the paper for CIFAR-100.
     d.batch_size = 256

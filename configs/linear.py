@@ -12,7 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_points = 500  # N real data-target pairs.
   config.dim = 10  # D features.
   config.noise = 0.1  # Std of the target noise.
-  config.num_distilled = (2, 5, 9, 10, 12, 20)  # Values of M to learn.
+  config.num_distilled = '2,5,9,10,12,20'  # Values of M to learn, comma-separated.
   config.num_iterations = 3000  # Adam steps per distilled set.
   config.inits_per_iteration = 8  # Random θ0 ~ N(0, I) per step.
   config.lr = 0.01  # Adam step size (cosine-decayed to 0).

@@ -4,26 +4,29 @@ Needs pools from `experiments.pretrain` in `<pools_dir>/<source>/`, e.g.
   python -m experiments.pretrain --config configs/pretrain.py:mnist --workdir POOLS/mnist
   python -m experiments.pretrain --config configs/pretrain.py:usps --workdir POOLS/usps
 then `python -m experiments.table2 --config configs/table2.py --workdir DIR
---config.pools_dir=POOLS`. Variants: `full` (default), `cpu` (a reduced
-protocol for 2 CPU cores: pools of 8 + 8 nets, 8 held-out nets, 4 sets,
-600 distillation iterations; see README), `quick` (smoke).
+--config.pools_dir=POOLS`. Variants: `full` (default: the paper's protocol,
+the natural default for a reference implementation), `cpu` (a reduced
+protocol for CPUs: pools of 8 + 8 nets, 8 held-out nets, 4 sets, 600
+distillation iterations; docs/paper_results.md), `quick` (smoke). The rows
+are named in ddistill/paper/table2.py (ROWS: row -> source, target).
 """
 
 import ml_collections
 
 from configs import mnist
 from configs import table1
-from ddistill.paper.table2 import ROWS  # row -> (source, target)
 
 VARIANTS = ('full', 'cpu', 'quick')
 
 
-def _distill(target: str, mode: str, variant: str):
+def _distill(variant: str) -> ml_collections.ConfigDict:
+  """Our distillation run, for every row (target) and column (init mode)."""
   run = mnist.get_config('official_fixed')
-  run.data.name = target
+  run.data.name = 'mnist'  # Set per row: the row's target.
   run.data.as_mnist = True  # Every digit set as 28x28 grayscale MNIST.
   run.data.digit_box = 0  # Side the digits fill in 28x28; 0 = the dataset's (USPS 20).
-  run.distill.init_mode = mode
+  run.distill.init_mode = 'fixed_pretrained'  # Set per column: fixed_ or random_pretrained.
+  run.distill.pretrained_dir = ''  # '' = <pools_dir>/<the row's source>.
   run.distill.image_init = 'normal'  # N(0, 1), as the paper for pretrained.
   run.distill.steps, run.distill.epochs = 10, 3  # 100 images, 30 GD steps.
   if variant == 'cpu':
@@ -47,17 +50,13 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   config.pools_dir = ''  # Holds <source>/ pools written by experiments.pretrain.
   config.rows = 'mnist_to_usps,usps_to_mnist,svhn_to_mnist'  # Table rows.
   config.num_models = 200  # Held-out pretrained nets every column is tested on.
-  config.passes = (1, 3, 5)  # Passes over a baseline set (paper's grid).
+  config.passes = '1,3,5'  # Passes over a baseline set (paper's grid).
   config.full_target_epochs = 5  # Fine-tuning on the whole target set.
   config.full_target_lr = 2e-4  # Its Adam step size...
   config.full_target_batch_size = 128  # ...and batch.
   config.full_target_models = 10  # Held-out nets fine-tuned for that column.
   config.baselines = table1.get_config('full').baselines  # Sets and lrs.
-  config.runs = ml_collections.ConfigDict()
-  for row, (_, target) in ROWS.items():
-    config.runs[row] = ml_collections.ConfigDict({
-        'fixed': _distill(target, 'fixed_pretrained', variant),
-        'random': _distill(target, 'random_pretrained', variant)})
+  config.run = _distill(variant)  # Our distillation.
   if variant == 'cpu':
     config.rows = 'usps_to_mnist,mnist_to_usps'
     config.num_models = 8
@@ -74,5 +73,5 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
     b = config.baselines
     b.num_sets, b.num_candidates, b.num_selected = 2, 2, 1
     b.selection_models, b.selection_images = 2, 128
-    b.lrs = (1e-2,)
+    b.lrs = '0.01'
   return config

@@ -7,7 +7,8 @@ pool per target, and VOC / CUB prepared for tfds:
   (the same with cub200)
   python -m experiments.table3 --config configs/table3.py --workdir DIR \
       --config.pools_dir=POOLS
-Variants: `full` (default; a GPU job), `quick` (a smoke run).
+Variants: `full` (default: the paper's protocol, the natural default for a
+reference implementation; a GPU job), `quick` (a smoke run).
 """
 
 import ml_collections
@@ -24,8 +25,8 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds the baselines' sets and the fine-tuning.
   config.pools_dir = ''  # Holds <target>/ pools (pretrain.py:imagenet_alexnet).
-  config.rows = 'voc2007,cub200'  # Table rows (targets).
-  config.gd_steps = (1, 3, 5)  # GD steps of the baselines (paper's grid).
+  config.rows = 'voc2007,cub200'  # Table rows (targets), comma-separated.
+  config.gd_steps = '1,3,5'  # GD steps of the baselines (paper's grid).
   config.full_target_epochs = 5  # Fine-tuning on the whole target set...
   config.full_target_lr = 1e-4  # ...with Adam at this step size...
   config.full_target_batch_size = 64  # ...in batches of this size.
@@ -37,6 +38,7 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   run.data.augment = 'resized_crop_flip'  # As the official code's VOC/CUB loaders.
   run.model.name = 'alexnet'
   run.distill.init_mode = 'fixed_pretrained'
+  run.distill.pretrained_dir = ''  # '' = <pools_dir>/<the row>.
   run.distill.images_per_class = 1  # One distilled image per class...
   run.distill.steps, run.distill.epochs = 1, 3  # ...applied in 3 GD steps.
   run.distill.image_init = 'normal'
@@ -51,7 +53,7 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   b.num_sets = 10  # Paper: results over 10 runs.
   if variant == 'quick':
     config.rows = 'voc2007'
-    config.gd_steps = (1, 3)
+    config.gd_steps = '1,3'
     config.full_target_epochs = 1
     config.full_target_batch_size = 4
     run.data.image_size = 64
@@ -60,5 +62,5 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
     run.real_batch_size = 8
     b.num_sets, b.num_candidates, b.num_selected = 2, 2, 1
     b.selection_models, b.selection_images = 1, 8
-    b.lrs = (1e-3,)
+    b.lrs = '0.001'
   return config

@@ -1,18 +1,33 @@
-"""Validates a run's config before any data is read or anything computed.
+"""Validates an experiment's config before any data is read or any compute.
 
-Every error names the field, the value and what is allowed.
+`validate(config, kind)` checks the config of one kind of experiment (KINDS):
+a distillation run ('distill', the default), a paper table or figure, a pool
+of pretrained nets, the linear case or a continual-learning run. Every error
+is a ConfigError naming the field, its value and what is allowed.
+
+Some allowed names belong to ddistill.paper or ddistill.continual, which the
+core never imports: their runners pass them in (see `validate`).
 """
+
+from typing import Collection, Mapping
 
 import ml_collections
 
-from ddistill import distill, inits, models, real_batches
-from ddistill.models import layers
+from ddistill import augment
 from ddistill import data
+from ddistill import distill
+from ddistill import inits
+from ddistill import models
+from ddistill import real_batches
+from ddistill import workdir
+from ddistill.data import transfer
 from ddistill.errors import ConfigError
+from ddistill.models import layers
 
 
 INIT_MODES = ('fixed', 'random', 'fixed_pretrained', 'random_pretrained')
-
+# How an ImageNet AlexNet pool's new classifier starts (models.alexnet).
+NEW_CLASSIFIERS = ('official', 'random')
 
 
 def _get(config: ml_collections.ConfigDict, field: str):
@@ -61,65 +76,306 @@ def _unit_interval(config, field):
   return value
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the first bad field."""
-  _int(config, 'seed', 0)
-  name = _choice(config, 'data.name', sorted(data.SOURCES))
-  source = _choice(config, 'data.source', ('auto', 'local', 'tfds'))
+def _text(config, field):
+  value = _get(config, field)
+  if not isinstance(value, str):
+    raise ConfigError(f'config.{field} = {value!r} must be a string')
+  return value
+
+
+def _names(config, field, allowed: Collection[str]) -> list[str]:
+  """A comma-separated list of names, each one of `allowed`."""
+  value = _text(config, field)
+  names = workdir.names(value)
+  unknown = [name for name in names if name not in allowed]
+  if unknown or not names:
+    raise ConfigError(f'config.{field} = {value!r}: unknown {unknown}; '
+                      f'known: {sorted(allowed)} (comma-separated)')
+  return names
+
+
+def _numbers(config, field, cast, low, low_open=False) -> list:
+  """A comma-separated list of numbers, each above `low`."""
+  value = _text(config, field)
+  numbers = workdir.numbers(value, field, cast)
+  if any(n <= low if low_open else n < low for n in numbers):
+    relation = '>' if low_open else '>='
+    raise ConfigError(f'config.{field} = {value!r}: every value must be '
+                      f'{relation} {low}')
+  return numbers
+
+
+def _data(config, at: str) -> None:
+  """The `data` block: where and how a dataset is read."""
+  name = _choice(config, at + 'data.name', sorted(data.SOURCES))
+  source = _choice(config, at + 'data.source', ('auto', 'local', 'tfds'))
   if not data.SOURCES[name].local and source == 'local':
-    raise ConfigError(f'config.data.source = {source!r}: {name} loads '
+    raise ConfigError(f'config.{at}data.source = {source!r}: {name} loads '
                       'through tfds only; use "auto" or "tfds"')
-  _choice(config, 'data.augment', real_batches.AUGMENTS)
-  _choice(config, 'data.sampling', real_batches.SAMPLINGS)
-  model = _choice(config, 'model.name', sorted(models.MODELS))
-  _choice(config, 'model.init', inits.INITS)
-  _float(config, 'model.init_gain', 0.0)
-  _choice(config, 'model.conv_impl', ('auto',) + layers.CONV_IMPLS)
-  _choice(config, 'model.first_order_conv_impl', ('auto',) + layers.CONV_IMPLS)
+  for field in ('data_dir', 'cache_dir', 'tfds_data_dir'):
+    _text(config, f'{at}data.{field}')
+  _choice(config, at + 'data.augment', real_batches.AUGMENTS)
+  _choice(config, at + 'data.sampling', real_batches.SAMPLINGS)
+  _int(config, at + 'data.image_size', 1)
+  _choice(config, at + 'data.as_mnist', (True, False))
+  box = _get(config, at + 'data.digit_box')
+  if isinstance(box, bool) or not isinstance(box, int) or not 0 <= box <= 28:
+    raise ConfigError(f'config.{at}data.digit_box = {box!r}: the side digits '
+                      'fill in 28x28, 1 to 28 (0: the dataset\'s own)')
 
-  mode = _choice(config, 'distill.init_mode', INIT_MODES)
-  if 'pretrained' in mode and not _get(config, 'distill.pretrained_dir'):
-    raise ConfigError(f'config.distill.init_mode = {mode!r} needs '
-                      'config.distill.pretrained_dir (a pool written by '
-                      'experiments.pretrain)')
-  _int(config, 'distill.num_inits', 1)
-  _int(config, 'distill.steps', 1)
-  _int(config, 'distill.epochs', 1)
-  _int(config, 'distill.images_per_class', 1)
-  _choice(config, 'distill.image_init', ('normal', 'real'))
-  _float(config, 'distill.lr_init', 0.0)
-  _choice(config, 'distill.batching', ('auto',) + distill.BATCHINGS)
-  _choice(config, 'distill.remat', (True, False))
 
-  _float(config, 'optim.lr', 0.0)
-  _unit_interval(config, 'optim.b1')
-  _int(config, 'optim.decay_every', 1)
-  _float(config, 'optim.decay_factor', 0.0, 1.0)
+def _model(config, at: str) -> None:
+  """The `model` block: a registered network and its initialization."""
+  _choice(config, at + 'model.name', sorted(models.MODELS))
+  _choice(config, at + 'model.init', inits.INITS)
+  _float(config, at + 'model.init_gain', 0.0)
+  _choice(config, at + 'model.conv_impl', ('auto',) + layers.CONV_IMPLS)
+  _choice(config, at + 'model.first_order_conv_impl',
+          ('auto',) + layers.CONV_IMPLS)
 
-  _int(config, 'num_iterations', 0)
-  _int(config, 'real_batch_size', 1)
-  _int(config, 'log_every', 1)
-  _int(config, 'eval_every', 0)
-  _int(config, 'checkpoint_every', 1)
-  _int(config, 'checkpoints_to_keep', 1)
-  _int(config, 'eval.num_models', 1)
-  _int(config, 'eval.num_models_during', 1)
 
-  sizes = models.MODELS[model].sizes
-  _int(config, 'data.image_size', 1)
-  height, width = data.SOURCES[name].image_size(config.data)
-  if _choice(config, 'data.as_mnist', (True, False)):
+def _image_fits(config, at: str, name: str, named: str) -> None:
+  """The model takes dataset `name`'s images as the `data` block reads them.
+
+  named: how the message names the dataset (its field, or a table row).
+  """
+  model = _get(config, at + 'model.name')
+  dc = _get(config, at + 'data')
+  height, width = data.SOURCES[name].image_size(dc)
+  if dc.as_mnist:
     height = width = 28
-    box = _get(config, 'data.digit_box')
-    if not isinstance(box, int) or not 0 <= box <= 28:
-      raise ConfigError(f'config.data.digit_box = {box!r}: the side digits '
-                        'fill in 28x28, 1 to 28 (0: the dataset\'s own)')
+  sizes = models.MODELS[model].sizes
   if sizes is not None and (height != width or height not in sizes):
     raise ConfigError(
-        f'config.model.name = {model!r} takes images of size {sizes}, but '
-        f'config.data.name = {name!r} has {height}x{width} images')
+        f'config.{at}model.name = {model!r} takes images of size {sizes}, '
+        f'but {named} has {height}x{width} images')
   smallest = models.MODELS[model].min_size
   if min(height, width) < smallest:
     raise ConfigError(
-        f'config.model.name = {model!r} takes images of at least {smallest}'
-        f'x{smallest}, but config.data has {height}x{width} images')
+        f'config.{at}model.name = {model!r} takes images of at least '
+        f'{smallest}x{smallest}, but {named} has {height}x{width} images')
+
+
+def _optim(config, at: str) -> None:
+  """An `optim` block: Adam with a step decay (distill.make_optimizer)."""
+  _float(config, at + 'optim.lr', 0.0)
+  _unit_interval(config, at + 'optim.b1')
+  _int(config, at + 'optim.decay_every', 1)
+  _float(config, at + 'optim.decay_factor', 0.0, 1.0)
+
+
+def _run(config, at: str = '', pool_filled_in: bool = False) -> None:
+  """A distillation run (configs/default.py), at `at` in `config`.
+
+  pool_filled_in: the runner sets distill.pretrained_dir (Tables 2, 3).
+  """
+  _int(config, at + 'seed', 0)
+  _data(config, at)
+  _model(config, at)
+  name = _get(config, at + 'data.name')
+  _image_fits(config, at, name, f'config.{at}data.name = {name!r}')
+
+  mode = _choice(config, at + 'distill.init_mode', INIT_MODES)
+  if ('pretrained' in mode and not pool_filled_in and
+      not _text(config, at + 'distill.pretrained_dir')):
+    raise ConfigError(f'config.{at}distill.init_mode = {mode!r} needs '
+                      f'config.{at}distill.pretrained_dir (a pool written by '
+                      'experiments.pretrain)')
+  _int(config, at + 'distill.num_inits', 1)
+  steps = _int(config, at + 'distill.steps', 1)
+  epochs = _int(config, at + 'distill.epochs', 1)
+  _int(config, at + 'distill.images_per_class', 1)
+  _choice(config, at + 'distill.image_init', ('normal', 'real'))
+  _float(config, at + 'distill.lr_init', 0.0)
+  _choice(config, at + 'distill.batching', ('auto',) + distill.BATCHINGS)
+  _choice(config, at + 'distill.remat', (True, False))
+  _choice(config, at + 'distill.label_mode', distill.LABEL_MODES)
+  _float(config, at + 'distill.label_init_scale', 0.0)
+  window = _int(config, at + 'distill.truncate_window', 0)
+  if window > steps * epochs:
+    raise ConfigError(f'config.{at}distill.truncate_window = {window} exceeds '
+                      f'the unroll of distill.steps * distill.epochs = '
+                      f'{steps * epochs} steps (0 = differentiate all of them)')
+  if _text(config, at + 'distill.dsa'):
+    _names(config, at + 'distill.dsa', augment.TRANSFORMS)
+  _float(config, at + 'distill.dsa_strength', 0.0, low_open=False)
+  _choice(config, at + 'distill.dsa_mode', augment.MODES)
+
+  _optim(config, at)
+  _int(config, at + 'num_iterations', 0)
+  _int(config, at + 'real_batch_size', 1)
+  _int(config, at + 'log_every', 1)
+  _int(config, at + 'eval_every', 0)
+  _int(config, at + 'checkpoint_every', 1)
+  _int(config, at + 'checkpoints_to_keep', 1)
+  _int(config, at + 'eval.num_models', 1)
+  _int(config, at + 'eval.num_models_during', 1)
+
+
+def _baselines(config, knn_metrics: Collection[str] = ()) -> None:
+  """The real-image baselines (configs/table1.py); KNN ones if knn_metrics."""
+  _int(config, 'baselines.per_class', 1)
+  _int(config, 'baselines.num_sets', 1)
+  candidates = _int(config, 'baselines.num_candidates', 1)
+  selected = _int(config, 'baselines.num_selected', 1)
+  if selected > candidates:
+    raise ConfigError(f'config.baselines.num_selected = {selected} exceeds '
+                      f'config.baselines.num_candidates = {candidates}')
+  _int(config, 'baselines.selection_models', 1)
+  _int(config, 'baselines.selection_images', 1)
+  _int(config, 'baselines.num_models', 1)
+  _numbers(config, 'baselines.lrs', float, 0.0, low_open=True)
+  if knn_metrics:
+    _numbers(config, 'baselines.knn_ks', int, 1)
+    _names(config, 'baselines.knn_metrics', knn_metrics)
+
+
+def _pools_dir(config) -> None:
+  if not _text(config, 'pools_dir'):
+    raise ConfigError('config.pools_dir is empty: set it to the folder '
+                      'holding the pools experiments.pretrain wrote, one '
+                      '<pools_dir>/<name>/ each')
+
+
+def _full_target(config) -> None:
+  """Fine-tuning on the whole target set (Tables 2, 3)."""
+  _int(config, 'full_target_epochs', 1)
+  _float(config, 'full_target_lr', 0.0)
+  _int(config, 'full_target_batch_size', 1)
+  _int(config, 'full_target_models', 1)
+
+
+def _table1(config, *, knn_metrics: Collection[str]) -> None:
+  _int(config, 'seed', 0)
+  # The config's dataset blocks are the rows it can run.
+  blocks = [key for key, value in config.items()
+            if isinstance(value, ml_collections.ConfigDict) and
+            'step_counts' in value]
+  for name in _names(config, 'datasets', blocks):
+    _run(config, f'{name}.fixed.')
+    _run(config, f'{name}.random.')
+    _numbers(config, f'{name}.step_counts', int, 1)
+  _baselines(config, knn_metrics)
+
+
+def _table2(config, *,
+            rows: Mapping[str, tuple[str, str]]) -> None:
+  """rows: row -> (source, target), ddistill.paper.table2.ROWS."""
+  _int(config, 'seed', 0)
+  _pools_dir(config)
+  _run(config, 'run.', pool_filled_in=True)
+  for row in _names(config, 'rows', rows):
+    _, target = rows[row]
+    _image_fits(config, 'run.', target, f'row {row!r} (target {target!r})')
+  _int(config, 'num_models', 1)
+  _numbers(config, 'passes', int, 1)
+  _full_target(config)
+  _baselines(config)
+
+
+def _table3(config) -> None:
+  _int(config, 'seed', 0)
+  _pools_dir(config)
+  _run(config, 'run.', pool_filled_in=True)
+  for row in _names(config, 'rows', transfer.SPECS):
+    _image_fits(config, 'run.', row, f'row {row!r}')
+  _numbers(config, 'gd_steps', int, 1)
+  _full_target(config)
+  _baselines(config)
+
+
+def _figure3(config) -> None:
+  _names(config, 'init_modes', ('fixed', 'random'))
+  _run(config, 'run.')
+  steps = _get(config, 'run.distill.steps')
+  for n in _numbers(config, 'gd_steps', int, 1):
+    if n % steps:  # Each point applies the steps for whole epochs.
+      raise ConfigError(f'config.gd_steps = {config.gd_steps!r}: {n} GD steps '
+                        'is not a multiple of config.run.distill.steps = '
+                        f'{steps}')
+
+
+def _pretrain(config) -> None:
+  _int(config, 'seed', 0)
+  _data(config, '')
+  _model(config, '')
+  _choice(config, 'new_classifier', NEW_CLASSIFIERS)
+  if _text(config, 'weights'):
+    if config.model.name != 'alexnet':
+      raise ConfigError(f'config.weights holds ImageNet AlexNet weights, but '
+                        f'config.model.name = {config.model.name!r}')
+    _choice(config, 'data.name', sorted(transfer.SPECS))
+  name = _get(config, 'data.name')
+  _image_fits(config, '', name, f'config.data.name = {name!r}')
+  for field in ('num_train', 'num_heldout', 'epochs', 'batch_size',
+                'nets_per_chunk'):
+    _int(config, field, 1)
+  _optim(config, '')
+
+
+def _linear(config) -> None:
+  _int(config, 'seed', 0)
+  _int(config, 'num_points', 1)
+  _int(config, 'dim', 1)
+  _float(config, 'noise', 0.0, low_open=False)
+  _numbers(config, 'num_distilled', int, 1)
+  _int(config, 'num_iterations', 1)
+  _int(config, 'inits_per_iteration', 1)
+  _float(config, 'lr', 0.0)
+  _int(config, 'num_heldout', 1)
+
+
+def _continual(config, *, methods: Collection[str],
+               streams: Collection[str]) -> None:
+  """methods, streams: ddistill.continual.runner's METHODS and STREAMS."""
+  _numbers(config, 'seeds', int, 0)
+  _choice(config, 'stream', streams)
+  _int(config, 'num_tasks', 1)
+  _int(config, 'train_per_task', 1)
+  _int(config, 'classes_per_task', 1)
+  _text(config, 'data.data_dir')
+  _text(config, 'data.tfds_data_dir')
+  _choice(config, 'model.name', sorted(models.MODELS))
+  _choice(config, 'model.init', inits.INITS)
+
+  _choice(config, 'learner.method', methods)
+  _choice(config, 'learner.memory', ('real', 'distilled'))
+  _int(config, 'learner.memory_per_task', 1)
+  _float(config, 'learner.lr', 0.0)
+  _int(config, 'learner.batch_size', 1)
+  _float(config, 'learner.gem_margin', 0.0, low_open=False)
+  _float(config, 'learner.ewc_lambda', 0.0, low_open=False)
+  _int(config, 'learner.ewc_samples', 1)
+  _float(config, 'learner.icarl_reg', 0.0, low_open=False)
+  for grid in ('gem_margins', 'ewc_lambdas', 'icarl_regs'):
+    _numbers(config, grid, float, 0.0)
+
+  d = 'learner.distill.'
+  _int(config, d + 'images_per_class', 1)
+  _int(config, d + 'gd_steps', 1)
+  _float(config, d + 'lr_init', 0.0)
+  _optim(config, d)
+  _int(config, d + 'num_inits', 1)
+  _int(config, d + 'batch_size', 1)
+  _int(config, d + 'iterations', 1)
+
+
+KINDS = {'distill': _run, 'table1': _table1, 'table2': _table2,
+         'table3': _table3, 'figure3': _figure3, 'pretrain': _pretrain,
+         'linear': _linear, 'continual': _continual}
+
+
+def validate(config: ml_collections.ConfigDict, kind: str = 'distill',
+             **names) -> None:
+  """Raises ConfigError naming the first bad field of a `kind` config.
+
+  kind: one of KINDS: 'distill' (configs/default.py and the dataset configs),
+  or the experiment its config is named for (configs/<kind>.py).
+  names: the allowed names the kind's own package owns, passed by its runner:
+  table1 `knn_metrics` (ddistill.paper.baselines.KNN_METRICS); table2 `rows`
+  (ddistill.paper.table2.ROWS); continual `methods` and `streams`
+  (ddistill.continual.runner.METHODS, STREAMS).
+  """
+  if kind not in KINDS:
+    raise ValueError(f'unknown config kind {kind!r}; known: {sorted(KINDS)}')
+  KINDS[kind](config, **names)

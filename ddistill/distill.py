@@ -3,7 +3,9 @@
 The distilled set is a plain pytree `{'images': [S, N, H, W, C], 'raw_lrs':
 [S * E]}`: S steps of N images each (labels fixed, see `distilled_labels`),
 applied in order E times, with one learned learning rate per applied step,
-kept positive through softplus. Everything here is a pure function.
+kept positive through softplus. With learned labels (soft labels,
+Sucholutsky and Schonlau) it also holds 'label_logits' [S, N, K], and the
+inner steps fit their softmax. Everything here is a pure function.
 """
 
 import functools
@@ -15,8 +17,11 @@ import optax
 
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
-Distilled = dict  # {'images': [S, N, H, W, C], 'raw_lrs': [S * E]}
+# {'images': [S, N, H, W, C], 'raw_lrs': [S * E]}, with learned labels also
+# 'label_logits': [S, N, K].
+Distilled = dict
 BATCHINGS = ('vmap', 'map')
+LABEL_MODES = ('hard', 'learned')
 
 
 def distilled_labels(num_steps: int, num_classes: int,
@@ -25,6 +30,20 @@ def distilled_labels(num_steps: int, num_classes: int,
   one_step = jnp.tile(jnp.arange(num_classes, dtype=jnp.int32),
                       images_per_class)
   return jnp.tile(one_step, (num_steps, 1))
+
+
+def init_label_logits(labels_SxN: jax.Array, num_classes: int,
+                      scale: float) -> jax.Array:
+  """Learned labels' starting logits [S, N, K]: `scale` times the one-hot."""
+  return scale * jax.nn.one_hot(labels_SxN, num_classes, dtype=jnp.float32)
+
+
+def inner_targets(distilled: Distilled, labels_SxN: jax.Array) -> jax.Array:
+  """What the inner steps fit: the class labels [S, N], or, with learned
+  labels, the softmax of the distilled set's label logits [S, N, K]."""
+  if 'label_logits' in distilled:
+    return jax.nn.softmax(distilled['label_logits'])
+  return labels_SxN
 
 
 def lrs_from_raw(raw_lrs: jax.Array) -> jax.Array:
@@ -61,13 +80,19 @@ def init_distilled(key: jax.Array, labels_SxN: jax.Array,
 
 
 def cross_entropy(logits_BxK: jax.Array, labels_B: jax.Array) -> jax.Array:
+  """Mean cross-entropy against class labels [B] or distributions [B, K]."""
+  if labels_B.ndim == logits_BxK.ndim:
+    return optax.softmax_cross_entropy(logits_BxK, labels_B).mean()
   return optax.softmax_cross_entropy_with_integer_labels(logits_BxK,
                                                          labels_B).mean()
 
 
 def gd_step(apply_fn: ApplyFn, params: Params, x_NxHxWxC: jax.Array,
             labels_N: jax.Array, lr: jax.Array) -> Params:
-  """One plain gradient-descent step on a batch of (distilled) images."""
+  """One plain gradient-descent step on a batch of (distilled) images.
+
+  labels_N: class labels [N], or label distributions [N, K].
+  """
   loss_fn = lambda p: cross_entropy(apply_fn(p, x_NxHxWxC), labels_N)
   grads = jax.grad(loss_fn)(params)
   return jax.tree.map(lambda p, g: p - lr * g, params, grads)
@@ -79,6 +104,7 @@ def train_on_distilled(apply_fn: ApplyFn, params: Params,
                        unroll: int | bool = 1) -> Params:
   """Applies the S steps in order, T / S epochs times (T = len(lrs_T)).
 
+  labels_SxN: class labels [S, N], or label distributions [S, N, K].
   Nested scans, epochs outside: the images of each step come in as scan
   inputs, so no copy of them is made per epoch. With `remat`, the backward
   pass recomputes each step instead of storing its activations, so memory
@@ -105,19 +131,66 @@ def train_on_distilled(apply_fn: ApplyFn, params: Params,
   return params
 
 
+def train_truncated(apply_fn: ApplyFn, params: Params,
+                    images_SxNxHxWxC: jax.Array, labels_SxN: jax.Array,
+                    lrs_T: jax.Array, end_step: jax.Array, window: int,
+                    remat: bool = True, unroll: int | bool = 1) -> Params:
+  """The first `end_step` of `train_on_distilled`'s T steps, differentiated
+  through only the last `window` of them (RaT-BPTT, Feng et al. 2024).
+
+  end_step: a traced integer in [window, T], so one compiled program serves
+  every end. The steps before the window run in a loop of traced length on
+  stopped gradients: no backward pass is built or stored for them. The
+  window is a scan of static length `window` from the traced start.
+  """
+  num_steps = images_SxNxHxWxC.shape[0]
+  start = end_step - window
+  frozen = jax.lax.stop_gradient((images_SxNxHxWxC, labels_SxN, lrs_T))
+
+  def frozen_step(t, params):
+    images, labels, lrs = frozen
+    s = t % num_steps
+    return gd_step(apply_fn, params, images[s], labels[s], lrs[t])
+
+  params = jax.lax.fori_loop(0, start, frozen_step,
+                             jax.lax.stop_gradient(params))
+
+  def step(params, t):
+    s = t % num_steps
+    return gd_step(apply_fn, params, images_SxNxHxWxC[s], labels_SxN[s],
+                   lrs_T[t]), None
+
+  if remat:
+    step = jax.checkpoint(step)
+  params, _ = jax.lax.scan(step, params, start + jnp.arange(window),
+                           unroll=unroll)
+  return params
+
+
 def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
                real_y: jax.Array, *, apply_fn: ApplyFn, labels_SxN: jax.Array,
                remat: bool = True, unroll: int | bool = 1,
-               real_apply_fn: Optional[ApplyFn] = None) -> jax.Array:
+               real_apply_fn: Optional[ApplyFn] = None,
+               truncate_window: int = 0,
+               end_step: Optional[jax.Array] = None) -> jax.Array:
   """Loss on real data of a net trained from `params0` on the distilled set.
 
   real_apply_fn: the same network, applied to the real batch (default
   `apply_fn`). That pass is differentiated once, the inner steps twice, so
   each may use the implementation fastest for it (layers.CONV_IMPLS).
+  truncate_window: 0 trains through all T steps; W > 0 trains through the
+  first `end_step` (default T) and differentiates the last W of them
+  (`train_truncated`).
   """
-  params = train_on_distilled(apply_fn, params0, distilled['images'],
-                              labels_SxN, lrs_from_raw(distilled['raw_lrs']),
-                              remat, unroll)
+  labels = inner_targets(distilled, labels_SxN)
+  lrs_T = lrs_from_raw(distilled['raw_lrs'])
+  if truncate_window:
+    end_step = lrs_T.shape[0] if end_step is None else end_step
+    params = train_truncated(apply_fn, params0, distilled['images'], labels,
+                             lrs_T, end_step, truncate_window, remat, unroll)
+  else:
+    params = train_on_distilled(apply_fn, params0, distilled['images'],
+                                labels, lrs_T, remat, unroll)
   real_apply_fn = real_apply_fn or apply_fn
   return cross_entropy(real_apply_fn(params, real_x), real_y)
 
@@ -127,7 +200,10 @@ def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
                     labels_SxN: jax.Array, batching: str = 'vmap',
                     remat: bool = True, unroll: int | bool = 1,
                     num_valid: Optional[int] = None,
-                    real_apply_fn: Optional[ApplyFn] = None) -> jax.Array:
+                    real_apply_fn: Optional[ApplyFn] = None,
+                    truncate_window: int = 0,
+                    end_step: Optional[jax.Array] = None,
+                    augment_images: Optional[Callable] = None) -> jax.Array:
   """`outer_loss` averaged over the stacked inits `params0_I` (axis 0).
 
   num_valid: average over the first `num_valid` inits only; the rest are
@@ -137,11 +213,21 @@ def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
   and TPU); 'map' runs them one after another (`lax.map`), which on CPU
   avoids the grouped convolutions that vmap over conv weights turns into.
   Both give the same value and gradients.
+
+  augment_images: x_BxHxWxC -> transformed images, applied to all the
+  distilled images here, inside the differentiated function, so the
+  meta-gradient flows back through it (Siamese augmentation).
   """
+  if augment_images is not None:
+    images = distilled['images']
+    flat = augment_images(images.reshape(-1, *images.shape[2:]))
+    distilled = {**distilled, 'images': flat.reshape(images.shape)}
   loss_fn = functools.partial(outer_loss, distilled, real_x=real_x,
                               real_y=real_y, apply_fn=apply_fn,
                               labels_SxN=labels_SxN, remat=remat,
-                              unroll=unroll, real_apply_fn=real_apply_fn)
+                              unroll=unroll, real_apply_fn=real_apply_fn,
+                              truncate_window=truncate_window,
+                              end_step=end_step)
   if batching == 'vmap':
     losses_I = jax.vmap(loss_fn, in_axes=0)(params0_I)
   elif batching == 'map':
@@ -167,7 +253,10 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                num_valid: Optional[int] = None,
                real_apply_fn: Optional[ApplyFn] = None,
                batch_indices: Optional[Callable] = None,
-               augment: Optional[Callable] = None) -> tuple[dict, dict]:
+               augment: Optional[Callable] = None,
+               truncate_window: int = 0,
+               siamese_augment: Optional[Callable] = None
+               ) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
   state: {'distilled': Distilled, 'opt_state': ..., 'step': iteration}
@@ -176,9 +265,22 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   `num_valid` count, if given).
   batch_indices: (key, step) -> indices [B] of the real batch (default: B
   drawn with replacement); augment: (key, x_BxHxWxC) -> transformed batch.
+  truncate_window: W > 0 unrolls to an end step drawn uniformly from
+  [W, T] and differentiates its last W steps (`train_truncated`).
+  siamese_augment: (key, x_BxHxWxC) -> transformed batch, applied with one
+  key to the real batch and to the distilled images (DSA, augment.DSA).
   """
   if augment is not None:
     key, k_augment = jax.random.split(key)
+  end_step = None
+  if truncate_window:
+    key, k_end = jax.random.split(key)
+    num_lrs = state['distilled']['raw_lrs'].shape[0]
+    end_step = jax.random.randint(k_end, (), truncate_window, num_lrs + 1)
+  augment_images = None
+  if siamese_augment is not None:
+    key, k_siamese = jax.random.split(key)
+    augment_images = functools.partial(siamese_augment, k_siamese)
   if batch_indices is None:
     idx_B = jax.random.randint(key, (batch_size,), 0, train_x.shape[0])
   else:
@@ -186,11 +288,14 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   real_x = train_x[idx_B]
   if augment is not None:
     real_x = augment(k_augment, real_x)
+  if augment_images is not None:
+    real_x = augment_images(real_x)
   loss, grads = jax.value_and_grad(mean_outer_loss)(
       state['distilled'], params0_I, real_x, train_y[idx_B],
       apply_fn=apply_fn, labels_SxN=labels_SxN, batching=batching,
       remat=remat, unroll=unroll, num_valid=num_valid,
-      real_apply_fn=real_apply_fn)
+      real_apply_fn=real_apply_fn, truncate_window=truncate_window,
+      end_step=end_step, augment_images=augment_images)
   updates, opt_state = optimizer.update(grads, state['opt_state'],
                                         state['distilled'])
   distilled = optax.apply_updates(state['distilled'], updates)
@@ -199,4 +304,6 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
       'grad_norm_images': optax.tree.norm(grads['images']),
       'grad_norm_lrs': optax.tree.norm(grads['raw_lrs']),
   }
+  if 'label_logits' in grads:
+    metrics['grad_norm_labels'] = optax.tree.norm(grads['label_logits'])
   return {'distilled': distilled, 'opt_state': opt_state}, metrics

@@ -72,6 +72,18 @@ def _accuracy(apply_fn, params_M, num_models: int, test_x: np.ndarray,
   return correct / len(test_x)
 
 
+def accuracy(apply_fn: distill.ApplyFn, params_M: distill.Params,
+             x: np.ndarray, y: np.ndarray, mesh: Optional[Mesh] = None,
+             chunk: int = 2500, per_batch: Optional[int] = -1) -> np.ndarray:
+  """Accuracies [M] of the stacked models on (x, y), as they are (no
+  training). per_batch: as in `evaluate_set`."""
+  mesh = mesh or sharding.make_mesh()
+  per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
+  params_M, num_models = _split_models(params_M, mesh)
+  return _accuracy(apply_fn, params_M, num_models, x, y, mesh, chunk,
+                   per_batch)
+
+
 def evaluate_set(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                  images_SxNxHxWxC: jax.Array, labels_SxN: jax.Array,
                  lrs_T: jax.Array, test_x: np.ndarray, test_y: np.ndarray,
@@ -79,6 +91,8 @@ def evaluate_set(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                  per_batch: Optional[int] = -1) -> np.ndarray:
   """Test accuracies [M] of the stacked inits trained on (images, lrs).
 
+  labels_SxN: class labels [S, N], or soft labels [S, N, K] (distributions
+  to train towards, as learned labels give).
   per_batch: models trained at once per device (None: one at a time);
   -1 picks `models_per_batch(mesh)`.
   """

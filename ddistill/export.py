@@ -1,28 +1,61 @@
-"""The distilled set as a framework-neutral `.npz` file, and loading it back."""
+"""The distilled set as a framework-neutral `.npz` file, and loading it back;
+and as a folder of PNGs with JSON labels and lrs (`write_image_folder`)."""
 
 import dataclasses
+import json
+import os
+import shutil
+from typing import Optional
 
 import numpy as np
+from PIL import Image
 
 from ddistill import atomic_files
+from ddistill import viz
 from ddistill.errors import DataError
 
 FIELDS = ('images', 'labels', 'lrs', 'mean', 'std', 'epochs')
+# Rows of soft labels sum to 1 within float32 rounding.
+SUM_TOLERANCE = 1e-4
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """[..., num_classes] float32 rows: 1 at each label, 0 elsewhere."""
+  labels = np.asarray(labels)
+  return (labels[..., None] == np.arange(num_classes)).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
 class DistilledSet:
   """Train on it by applying step s = t % steps with lr `lrs[t]`, t < len(lrs)."""
   images: np.ndarray  # [steps, n, H, W, C] float32, normalized like the data.
-  labels: np.ndarray  # [steps, n] int32.
+  labels: np.ndarray  # [steps, n] int32: each image's class (argmax).
   lrs: np.ndarray  # [steps * epochs] float32, already positive (softplus).
   mean: np.ndarray  # [C] per-channel mean used to normalize, in [0, 1] units.
   std: np.ndarray  # [C].
   epochs: int
+  # [steps, n, K] float32, rows summing to 1: the label distribution each
+  # image is trained towards. None: one-hot of `labels`, K = labels.max() + 1.
+  soft_labels: Optional[np.ndarray] = None
+
+  def __post_init__(self):
+    if self.soft_labels is None:  # Frozen: set once, here.
+      object.__setattr__(self, 'soft_labels', one_hot(
+          self.labels, int(np.max(self.labels, initial=-1)) + 1))
 
   @property
   def steps(self) -> int:
     return self.images.shape[0]
+
+  @property
+  def targets(self) -> np.ndarray:
+    """What a network trains towards: `labels` [steps, n] when the soft
+    labels are one-hot (hard labels, trained as the run evaluated them,
+    with integer labels), else `soft_labels` [steps, n, K]."""
+    num_classes = self.soft_labels.shape[-1]
+    if np.array_equal(self.soft_labels, one_hot(self.labels, num_classes)):
+      return self.labels
+    return self.soft_labels
 
 
 def save_distilled(path: str, distilled: DistilledSet) -> None:
@@ -33,18 +66,27 @@ def save_distilled(path: str, distilled: DistilledSet) -> None:
              lrs=np.asarray(distilled.lrs, np.float32),
              mean=np.asarray(distilled.mean, np.float32),
              std=np.asarray(distilled.std, np.float32),
-             epochs=np.asarray(distilled.epochs, np.int32))
+             epochs=np.asarray(distilled.epochs, np.int32),
+             soft_labels=np.asarray(distilled.soft_labels, np.float32))
 
 
-def load_distilled(path: str) -> DistilledSet:
-  """Loads a file written by `save_distilled`, checking its shapes agree."""
+def load_distilled(path: str,
+                   num_classes: Optional[int] = None) -> DistilledSet:
+  """Loads a file written by `save_distilled`, checking its shapes agree.
+
+  num_classes: K of the one-hot soft labels given to files saved before
+  soft labels existed (default: labels.max() + 1).
+  """
   try:
     with np.load(path) as f:
       missing = [k for k in FIELDS if k not in f.files]
       if missing:
         raise DataError(f'{path}: missing arrays {missing}')
+      soft_labels = f['soft_labels'] if 'soft_labels' in f.files else None
+      if soft_labels is None and num_classes is not None:
+        soft_labels = one_hot(f['labels'], num_classes)
       d = DistilledSet(f['images'], f['labels'], f['lrs'], f['mean'],
-                       f['std'], int(f['epochs']))
+                       f['std'], int(f['epochs']), soft_labels)
   except FileNotFoundError:
     raise DataError(f'{path}: file not found') from None
   except (OSError, ValueError, EOFError) as e:
@@ -56,4 +98,95 @@ def load_distilled(path: str) -> DistilledSet:
   if d.lrs.shape != (d.steps * d.epochs,):
     raise DataError(f'{path}: {d.lrs.shape[0]} lrs for {d.steps} steps x '
                     f'{d.epochs} epochs')
+  soft = d.soft_labels
+  if soft.ndim != 3 or soft.shape[:2] != d.labels.shape:
+    raise DataError(f'{path}: soft_labels {soft.shape} do not fit labels '
+                    f'{d.labels.shape} as [steps, n, classes]')
+  if soft.min() < 0 or np.abs(soft.sum(-1) - 1).max() > SUM_TOLERANCE:
+    raise DataError(f'{path}: soft_labels rows are not distributions '
+                    '(non-negative, summing to 1)')
   return d
+
+
+IMAGE_FOLDER_README = """\
+A distilled dataset (ddistill: Wang et al., "Dataset Distillation"), as
+plain files any framework can read.
+
+images/step_SSS/IIII.png
+    Image IIII of distilled step SSS: 8-bit grayscale or RGB pixels.
+labels.json
+    {{"num_classes": K, "images": [{{"file": ..., "step": s, "index": i,
+    "label": class, "soft_label": [K probabilities, only with learned
+    labels]}}, ...]}}: one entry per PNG, in step order.
+lrs.json
+    {{"steps": S, "epochs": E, "lrs": [S * E learning rates]}}. The set was
+    made for this training: for t = 0 .. S * E - 1, one gradient-descent
+    step on all images of step t % S with learning rate lrs[t], on the
+    cross-entropy to their labels (soft labels where given). The field's
+    standard evaluation instead trains on all images together with SGD.
+normalization.json
+    {{"mean": [...], "std": [...]}} per channel, in [0, 1] pixel units: the
+    networks saw (pixel / 255 - mean) / std; do the same to these PNGs.
+
+{clipped} of {pixels} pixel values fell outside [0, 255] and were clipped,
+and every value was rounded to a whole level; the .npz this came from holds
+the exact values.
+"""
+
+
+def write_image_folder(d: DistilledSet, out_dir: str) -> dict:
+  """The set as one PNG per image, labels.json, lrs.json,
+  normalization.json and README.txt (IMAGE_FOLDER_README) in `out_dir`.
+
+  The folder is written beside `out_dir` and renamed into place, so it
+  appears whole or not at all; an `out_dir` that exists and is not empty is
+  refused. Returns {'images': count, 'clipped': pixel values clipped}.
+  """
+  steps, n, _, _, channels = d.images.shape
+  if channels not in (1, 3):
+    raise DataError(f'{channels}-channel images have no PNG format; '
+                    'only 1 (grayscale) and 3 (RGB)')
+  out_dir = os.path.abspath(out_dir)
+  if os.path.isdir(out_dir) and os.listdir(out_dir):
+    raise FileExistsError(f'{out_dir} exists and is not empty; choose '
+                          'another folder or remove it')
+  unit = d.images * d.std + d.mean
+  clipped = int(np.sum((unit < 0) | (unit > 1)))
+  pixels = viz.to_pixels(d.images, d.mean, d.std)
+  soft = d.targets.ndim == 3  # Learned labels, not one-hot.
+  entries = []
+  tmp = f'{out_dir}.tmp{os.getpid()}'
+  shutil.rmtree(tmp, ignore_errors=True)  # Left by a killed export.
+  try:
+    for s in range(steps):
+      os.makedirs(os.path.join(tmp, 'images', f'step_{s:03d}'))
+      for i in range(n):
+        name = f'images/step_{s:03d}/{i:04d}.png'
+        tile = pixels[s, i, :, :, 0] if channels == 1 else pixels[s, i]
+        Image.fromarray(tile).save(os.path.join(tmp, name))
+        entry = {'file': name, 'step': s, 'index': i,
+                 'label': int(d.labels[s, i])}
+        if soft:
+          entry['soft_label'] = [float(p) for p in d.soft_labels[s, i]]
+        entries.append(entry)
+    files = {
+        'labels.json': {'num_classes': int(d.soft_labels.shape[-1]),
+                        'images': entries},
+        'lrs.json': {'steps': steps, 'epochs': int(d.epochs),
+                     'lrs': [float(lr) for lr in d.lrs]},
+        'normalization.json': {'mean': [float(m) for m in d.mean],
+                               'std': [float(v) for v in d.std]},
+    }
+    for name, value in files.items():
+      with open(os.path.join(tmp, name), 'w') as f:
+        json.dump(value, f, indent=1)
+    with open(os.path.join(tmp, 'README.txt'), 'w') as f:
+      f.write(IMAGE_FOLDER_README.format(clipped=clipped,
+                                         pixels=d.images.size))
+    if os.path.isdir(out_dir):
+      os.rmdir(out_dir)  # Empty (checked above).
+    os.replace(tmp, out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return {'images': steps * n, 'clipped': clipped}

@@ -11,19 +11,17 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
 import time
 from typing import Any, Callable, Optional
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 
-from ddistill import atomic_files
+from ddistill import augment
 from ddistill import checkpoints
 from ddistill import config_checks
 from ddistill import data as data_lib
@@ -38,6 +36,7 @@ from ddistill import pretrained
 from ddistill import real_batches
 from ddistill import sharding
 from ddistill import viz
+from ddistill import workdir as workdir_lib
 from ddistill import errors
 from ddistill.errors import WorkdirConflict
 
@@ -46,7 +45,8 @@ from ddistill.errors import WorkdirConflict
 def run_keys(seed: int) -> dict[str, jax.Array]:
   """The run's independent key streams, all folded from the one seed."""
   root = jax.random.key(seed)
-  names = ('fixed_init', 'images', 'train', 'heldout', 'real_batches')
+  names = ('fixed_init', 'images', 'train', 'heldout', 'real_batches',
+           'standard_eval')
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 
@@ -115,17 +115,20 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
   `num_models` fresh inits.
   """
   config_checks.validate(config)
-  d = export.load_distilled(path)
   data = load_data(config)
+  d = export.load_distilled(path, data.num_classes)
   if d.images.shape[2:] != data.image_shape:
     raise ValueError(f'{path}: images of shape {d.images.shape[2:]} but '
                      f'{config.data.name} has {data.image_shape}')
   if d.labels.min() < 0 or d.labels.max() >= data.num_classes:
     raise ValueError(f'{path}: labels outside [0, {data.num_classes})')
+  if d.soft_labels.shape[-1] != data.num_classes:
+    raise ValueError(f'{path}: soft labels over {d.soft_labels.shape[-1]} '
+                     f'classes but {config.data.name} has {data.num_classes}')
   model, _ = build_model(config, data.num_classes, data.image_shape)
   params0_M = heldout_inits(config, model, data.image_shape, num_models)
   accs = evaluate.evaluate_set(first_order_apply(config, model), params0_M,
-                               d.images, d.labels, d.lrs, data.test_images,
+                               d.images, d.targets, d.lrs, data.test_images,
                                data.test_labels)
   return {'test_accuracy': evaluate.summarize(accs), 'distilled': path,
           'init_mode': config.distill.init_mode}
@@ -140,23 +143,29 @@ HOW_NOT_WHAT = {'model': ('conv_impl', 'first_order_conv_impl'),
 # config without one matches a config that holds that value.
 ADDED_LATER = {'data': {'augment': 'none', 'sampling': 'iid',
                         'as_mnist': False, 'digit_box': 0,
-                        'image_size': 224}}
+                        'image_size': 224},
+               'distill': {'label_mode': 'hard', 'label_init_scale': 4.0,
+                           'truncate_window': 0, 'dsa': '',
+                           'dsa_strength': 1.0, 'dsa_mode': 'one'}}
+
+
+def _what(c: dict) -> dict:
+  """A config (JSON) without what does not change the run's results."""
+  c = {k: dict(v) if isinstance(v, dict) else v for k, v in c.items()}
+  for group, fields in HOW_NOT_WHAT.items():
+    for field in fields:
+      if isinstance(c.get(group), dict):
+        c[group].pop(field, None)
+  for group, fields in ADDED_LATER.items():
+    for field, value in fields.items():
+      if isinstance(c.get(group), dict) and c[group].get(field) == value:
+        c[group].pop(field)
+  return c
 
 
 def same_run(saved: dict, config: ml_collections.ConfigDict) -> bool:
   """Whether a saved config (JSON) describes the same run as `config`."""
-  def what(c: dict) -> dict:
-    c = {k: dict(v) if isinstance(v, dict) else v for k, v in c.items()}
-    for group, fields in HOW_NOT_WHAT.items():
-      for field in fields:
-        if isinstance(c.get(group), dict):
-          c[group].pop(field, None)
-    for group, fields in ADDED_LATER.items():
-      for field, value in fields.items():
-        if isinstance(c.get(group), dict) and c[group].get(field) == value:
-          c[group].pop(field)
-    return c
-  return what(saved) == what(json.loads(config.to_json()))
+  return _what(saved) == _what(json.loads(config.to_json()))
 
 
 def _extends(saved: dict, config: ml_collections.ConfigDict,
@@ -181,32 +190,20 @@ def _extends(saved: dict, config: ml_collections.ConfigDict,
   return True
 
 
-def _check_workdir(config: ml_collections.ConfigDict, workdir: str,
-                   fresh: bool) -> None:
-  """Refuses to mix this run with a different one already in the workdir."""
-  path = os.path.join(workdir, 'config.json')
-  main = jax.process_index() == 0  # Only process 0 writes.
-  if fresh and main and os.path.isdir(workdir):
-    for name in ('checkpoints', 'metrics.jsonl', 'config.json'):
-      target = os.path.join(workdir, name)
-      if os.path.isdir(target):
-        shutil.rmtree(target)
-      elif os.path.exists(target):
-        os.remove(target)
-  os.makedirs(workdir, exist_ok=True)
-  write_config = not os.path.exists(path)
-  if not write_config:
-    with open(path) as f:
-      previous = json.load(f)
-    write_config = _extends(previous, config, workdir)
-    if not write_config and not same_run(previous, config):
-      raise WorkdirConflict(
-          f'{workdir} holds a run with a different config ({path}); use '
-          'another --workdir, or pass --fresh to start over in this one')
-  if write_config and main:
-    atomic_files.write_text(path, config.to_json(indent=2))
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('ddistill: workdir checked')
+# What a run writes in its workdir; --fresh deletes it.
+OUTPUTS = ('checkpoints', 'metrics.jsonl', 'results.json', 'distilled.npz',
+           'distilled.png', 'curves.png')
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str,
+                  fresh: bool = False) -> None:
+  """Refuses to mix this run with a different one already in the workdir.
+
+  A run with more iterations extends the saved one (see `_extends`).
+  """
+  workdir_lib.guard(workdir, config, fresh, outputs=OUTPUTS, compare=_what,
+                    extends=lambda saved: _extends(saved, config, workdir),
+                    owned=('checkpoints',))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +212,8 @@ class Program:
   model: Any
   apply_fn: models.Apply  # The inner GD steps (differentiated twice).
   first_order_apply_fn: models.Apply  # The real batch and evaluation.
-  labels_SxN: jax.Array
+  num_classes: int
+  labels_SxN: jax.Array  # The class of each distilled image.
   optimizer: Any
   step_fn: Callable  # (state, params0_I, train_x, train_y, key) -> (state, metrics)
   sample_inits: Callable  # key -> params0_I, the inits of one iteration.
@@ -255,48 +253,59 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
   batching = 'vmap' if dc.batching == 'auto' else dc.batching
   mesh = sharding.make_mesh()
   rep = sharding.replicated(mesh)
-  num_valid = None
-  if dc.init_mode in ('fixed', 'fixed_pretrained'):
-    # One init cannot be split: every device runs it (same result anywhere).
-    fixed = heldout_inits(config, model, image_shape, 1)
-    fixed = sharding.put(sharding.to_host(fixed), rep)
-    sample_inits = lambda key: fixed
-    inits_sharding = rep
-  else:
-    # The inits are those a 1-device run samples; when they do not split
-    # evenly over the devices, copies of the first pad them and are left out
-    # of the loss, so results do not depend on the device count.
-    num_valid = dc.num_inits
-    extra = -num_valid % mesh.size
-    pad = lambda a: jnp.concatenate([a] + [a[:1]] * extra)
-    inits_sharding = sharding.split_inits(mesh)
-    if dc.init_mode == 'random':
-      draw = lambda key: inits.sample_params(model, key, num_valid,
-                                             image_shape)
-    else:  # random_pretrained: a fresh subset of the pool's training nets.
-      pool = sharding.put(sharding.to_host(
-          _pool(config, model, image_shape)['train']), rep)
-      size = pretrained.pool_size(pool)
-      if size < num_valid:
-        raise errors.ConfigError(
-            f'config.distill.num_inits = {num_valid} exceeds the {size} '
-            f'training networks in {dc.pretrained_dir}')
-      draw = lambda key: jax.tree.map(
-          lambda a: a[jax.random.choice(key, size, (num_valid,),
-                                        replace=False)], pool)
-    sample_inits = jax.jit(lambda key: jax.tree.map(pad, draw(key)),
-                           out_shardings=inits_sharding)
+  sample_inits, inits_sharding, num_valid = _init_sampler(config, model,
+                                                          image_shape, mesh)
   step_fn = jax.jit(
       functools.partial(distill.train_step, apply_fn=apply_fn,
                         labels_SxN=labels_SxN, optimizer=optimizer,
                         batch_size=config.real_batch_size, batching=batching,
                         remat=dc.remat, unroll=unroll, num_valid=num_valid,
                         real_apply_fn=first_order_apply_fn,
+                        truncate_window=dc.truncate_window,
+                        siamese_augment=augment.from_spec(
+                            dc.dsa, dc.dsa_strength, dc.dsa_mode),
                         **real_batch_fns(config, num_examples)),
       in_shardings=(rep, inits_sharding, rep, rep, rep),
       out_shardings=(rep, rep))
-  return Program(model, apply_fn, first_order_apply_fn, labels_SxN,
-                 optimizer, step_fn, sample_inits, mesh)
+  return Program(model, apply_fn, first_order_apply_fn, num_classes,
+                 labels_SxN, optimizer, step_fn, sample_inits, mesh)
+
+
+def _init_sampler(config: ml_collections.ConfigDict, model, image_shape,
+                  mesh) -> tuple[Callable, Any, Optional[int]]:
+  """(sample_inits, their sharding, num_valid): key -> the inits of one
+  iteration; num_valid: how many of them count (None: the one fixed init)."""
+  dc = config.distill
+  rep = sharding.replicated(mesh)
+  if dc.init_mode in ('fixed', 'fixed_pretrained'):
+    # One init cannot be split: every device runs it (same result anywhere).
+    fixed = heldout_inits(config, model, image_shape, 1)
+    fixed = sharding.put(sharding.to_host(fixed), rep)
+    return (lambda key: fixed), rep, None
+  # The inits are those a 1-device run samples; when they do not split
+  # evenly over the devices, copies of the first pad them and are left out
+  # of the loss, so results do not depend on the device count.
+  num_valid = dc.num_inits
+  extra = -num_valid % mesh.size
+  pad = lambda a: jnp.concatenate([a] + [a[:1]] * extra)
+  inits_sharding = sharding.split_inits(mesh)
+  if dc.init_mode == 'random':
+    draw = lambda key: inits.sample_params(model, key, num_valid,
+                                           image_shape)
+  else:  # random_pretrained: a fresh subset of the pool's training nets.
+    pool = sharding.put(sharding.to_host(
+        _pool(config, model, image_shape)['train']), rep)
+    size = pretrained.pool_size(pool)
+    if size < num_valid:
+      raise errors.ConfigError(
+          f'config.distill.num_inits = {num_valid} exceeds the {size} '
+          f'training networks in {dc.pretrained_dir}')
+    draw = lambda key: jax.tree.map(
+        lambda a: a[jax.random.choice(key, size, (num_valid,),
+                                      replace=False)], pool)
+  sample_inits = jax.jit(lambda key: jax.tree.map(pad, draw(key)),
+                         out_shardings=inits_sharding)
+  return sample_inits, inits_sharding, num_valid
 
 
 def initial_state(config: ml_collections.ConfigDict, program: Program,
@@ -307,6 +316,9 @@ def initial_state(config: ml_collections.ConfigDict, program: Program,
       run_keys(config.seed)['images'], program.labels_SxN,
       tuple(train_x.shape[1:]), dc.epochs, dc.lr_init, dc.image_init,
       train_x, train_y)
+  if dc.label_mode == 'learned':
+    distilled['label_logits'] = distill.init_label_logits(
+        program.labels_SxN, program.num_classes, dc.label_init_scale)
   state = {'distilled': distilled,
            'opt_state': program.optimizer.init(distilled),
            'step': jnp.zeros((), jnp.int32)}
@@ -318,16 +330,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        fresh: bool = False) -> dict[str, Any]:
   """Distills a dataset as `config` says; returns the results dict."""
   config_checks.validate(config)
-  _check_workdir(config, workdir, fresh)
+  check_workdir(config, workdir, fresh)
   data = load_data(config)
   program = build_program(config, data.num_classes, data.image_shape,
                           num_examples=len(data.train_labels))
-  model, apply_fn = program.model, program.first_order_apply_fn
-  labels_SxN, keys = program.labels_SxN, run_keys(config.seed)
-  train_x, train_y = sharding.put((data.train_images, data.train_labels),
-                                  sharding.replicated(program.mesh))
-  state = initial_state(config, program, train_x, train_y)
+  train_xy = sharding.put((data.train_images, data.train_labels),
+                          sharding.replicated(program.mesh))
   mngr = checkpoints.manager(workdir, config.checkpoints_to_keep)
+  state = _resume(mngr, initial_state(config, program, *train_xy), workdir)
+  evaluate_now = _evaluation_during(config, data, program)
+  writer = metrics.JsonlWriter(workdir, enabled=jax.process_index() == 0)
+  if int(state['step']) == 0:
+    # The starting accuracy, so every run's log shows what it gained.
+    acc = evaluate_now(state)
+    writer.write(0, {'test_accuracy': acc['mean'], 'test_accuracy_std':
+                     acc['std']})
+    logging.info('Iteration 0: test accuracy %.4f', acc['mean'])
+  state = _train(config, workdir, program, train_xy, state, mngr, writer,
+                 evaluate_now)
+  return _finish(config, workdir, data, program, state)
+
+
+def _resume(mngr, state: dict, workdir: str) -> dict:
+  """The state of the newest checkpoint that restores, else `state`."""
   restored_step, state = checkpoints.restore_latest(mngr, state)
   start = int(state['step'])
   if restored_step is not None:
@@ -336,67 +361,87 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # What comes after the checkpoint (without one, iteration 0's
     # evaluation too) is logged again.
     metrics.keep_before(workdir, start + 1 if start else 0)
-  step_fn, sample_inits = program.step_fn, program.sample_inits
-  rep = sharding.replicated(program.mesh)
-  eval_inits = heldout_inits(config, model, data.image_shape,
-                             config.eval.num_models_during)
+  return state
 
-  def evaluate_now(params0_M) -> dict:
+
+def _evaluation_during(config: ml_collections.ConfigDict,
+                       data: datasets.Dataset,
+                       program: Program) -> Callable[[dict], dict]:
+  """state -> the test accuracy of its distilled set on the models that
+  training reports on (config.eval.num_models_during of them)."""
+  params0_M = heldout_inits(config, program.model, data.image_shape,
+                            config.eval.num_models_during)
+
+  def evaluate_now(state: dict) -> dict:
     d = state['distilled']
-    accs = evaluate.evaluate_set(apply_fn, params0_M, d['images'], labels_SxN,
+    accs = evaluate.evaluate_set(program.first_order_apply_fn, params0_M,
+                                 d['images'],
+                                 distill.inner_targets(d, program.labels_SxN),
                                  distill.lrs_from_raw(d['raw_lrs']),
                                  data.test_images, data.test_labels,
                                  program.mesh)
     return evaluate.summarize(accs)
 
-  writer = metrics.JsonlWriter(workdir, enabled=jax.process_index() == 0)
-  if start == 0:
-    # The starting accuracy, so every run's log shows what it gained.
-    acc = evaluate_now(eval_inits)
-    writer.write(0, {'test_accuracy': acc['mean'], 'test_accuracy_std':
-                     acc['std']})
-    logging.info('Iteration 0: test accuracy %.4f', acc['mean'])
+  return evaluate_now
 
+
+def _train(config: ml_collections.ConfigDict, workdir: str,
+           program: Program, train_xy, state: dict, mngr, writer,
+           evaluate_now: Callable[[dict], dict]) -> dict:
+  """The outer iterations from the state's step to config.num_iterations,
+  logged, evaluated and checkpointed as the config says."""
+  keys, rep = run_keys(config.seed), sharding.replicated(program.mesh)
+  start = int(state['step'])
   progress = tqdm.tqdm(total=config.num_iterations, initial=start,
                        desc='distill', unit='it', dynamic_ncols=True,
                        disable=jax.process_index() != 0)
   t_last, it_last = time.time(), start
   for it in range(start, config.num_iterations):
-    k_batch, k_inits = jax.random.split(jax.random.fold_in(keys['train'], it))
-    new_state, m = step_fn(state, sample_inits(k_inits), train_x, train_y,
-                           k_batch)
-    values = {k: float(v) for k, v in sharding.to_host(m).items()}
-    bad = [k for k, v in values.items() if not np.isfinite(v)]
-    if bad:
-      # Fail fast; the last checkpoint stays as it was, and loadable.
-      raise FloatingPointError(
-          f'non-finite {", ".join(bad)} at iteration {it} '
-          f'({", ".join(f"{k}={values[k]}" for k in bad)}); the last good '
-          f'checkpoint is in {mngr.directory}')
-    state = {**new_state, 'step': sharding.put(np.int32(it + 1), rep)}
+    state, m = outer_iteration(program, state, train_xy, keys, it, rep)
+    values = _finite(m, it, mngr)
     progress.update(1)
     done = it + 1
     if done % config.log_every == 0 or done == config.num_iterations:
-      lrs = sharding.to_host(distill.lrs_from_raw(
-          state['distilled']['raw_lrs']))
       values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
-      values['lr_mean'] = float(lrs.mean())
-      evaluated = config.eval_every and done % config.eval_every == 0
-      if evaluated:
-        acc = evaluate_now(eval_inits)
-        values['test_accuracy'] = acc['mean']
-        values['test_accuracy_std'] = acc['std']
-      writer.write(done, {**values, 'lrs': lrs})
-      if evaluated and writer.enabled:
-        viz.save_curves(os.path.join(workdir, 'curves.png'),
-                        metrics.read(workdir))
+      _log(config, workdir, writer, state, done, values, evaluate_now)
       t_last, it_last = time.time(), done  # Evaluation time not counted.
       progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
                             ('loss', 'test_accuracy')})
     if done % config.checkpoint_every == 0 or done == config.num_iterations:
       checkpoints.save(mngr, done, state)
   progress.close()
-  return _finish(config, workdir, data, program, state)
+  return state
+
+
+def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
+  """An iteration's metrics as floats; FloatingPointError if one is not
+  finite (fail fast: the last checkpoint stays as it was, and loadable)."""
+  values = {k: float(v) for k, v in sharding.to_host(step_metrics).items()}
+  bad = [k for k, v in values.items() if not np.isfinite(v)]
+  if bad:
+    raise FloatingPointError(
+        f'non-finite {", ".join(bad)} at iteration {it} '
+        f'({", ".join(f"{k}={values[k]}" for k in bad)}); the last good '
+        f'checkpoint is in {mngr.directory}')
+  return values
+
+
+def _log(config: ml_collections.ConfigDict, workdir: str, writer,
+         state: dict, done: int, values: dict,
+         evaluate_now: Callable[[dict], dict]) -> None:
+  """Logs iteration `done` (adding its lrs and, when due, test accuracy to
+  `values`) and redraws curves.png after an evaluation."""
+  lrs = sharding.to_host(distill.lrs_from_raw(state['distilled']['raw_lrs']))
+  values['lr_mean'] = float(lrs.mean())
+  evaluated = config.eval_every and done % config.eval_every == 0
+  if evaluated:
+    acc = evaluate_now(state)
+    values['test_accuracy'] = acc['mean']
+    values['test_accuracy_std'] = acc['std']
+  writer.write(done, {**values, 'lrs': lrs})
+  if evaluated and writer.enabled:
+    viz.save_curves(os.path.join(workdir, 'curves.png'),
+                    metrics.read(workdir))
 
 
 def run_or_load(config: ml_collections.ConfigDict,
@@ -406,25 +451,58 @@ def run_or_load(config: ml_collections.ConfigDict,
   Tables and sweeps call this per cell, so rerunning them skips finished
   cells and resumes unfinished ones from their checkpoints.
   """
-  path = os.path.join(workdir, 'results.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      done = json.load(f)
-    if same_run(done['config'], config):
-      return done
+  done = workdir_lib.read_json(os.path.join(workdir, 'results.json'))
+  if done is not None and same_run(done['config'], config):
+    return done
   return train_and_evaluate(config, workdir)
+
+
+def without_runs(config: dict) -> dict:
+  """A config (JSON) with every run config nested in it left out.
+
+  The guard of a table's workdir compares the rest: each run's own workdir
+  guards the run (and lets it be extended).
+  """
+  if all(k in config for k in ('data', 'model', 'distill', 'optim')):
+    return {}
+  return {k: without_runs(v) if isinstance(v, dict) else v
+          for k, v in config.items()}
+
+
+def outer_iteration(program: Program, state: dict, train_xy, keys: dict,
+                    it: int, rep) -> tuple[dict, dict]:
+  """Outer iteration `it`: its keys folded from the run's, one step."""
+  k_batch, k_inits = jax.random.split(jax.random.fold_in(keys['train'], it))
+  new_state, metrics_ = program.step_fn(state, program.sample_inits(k_inits),
+                                        *train_xy, k_batch)
+  return {**new_state, 'step': sharding.put(np.int32(it + 1), rep)}, metrics_
+
+
+def distilled_of(config, program: Program, state: dict, mean: np.ndarray,
+                 std: np.ndarray) -> export.DistilledSet:
+  """The distilled set a run's state holds, as saved to distilled.npz."""
+  d = sharding.to_host(state['distilled'])
+  targets = np.asarray(distill.inner_targets(d, program.labels_SxN))
+  if targets.ndim == 3:  # Learned labels: each image's class is the argmax.
+    labels_SxN, soft_labels = targets.argmax(-1).astype(np.int32), targets
+  else:
+    labels_SxN = targets
+    soft_labels = export.one_hot(labels_SxN, program.num_classes)
+  return export.DistilledSet(np.asarray(d['images']), labels_SxN,
+                             np.asarray(distill.lrs_from_raw(d['raw_lrs'])),
+                             np.asarray(mean), np.asarray(std),
+                             config.distill.epochs, soft_labels)
 
 
 def _finish(config, workdir, data, program: Program,
             state) -> dict[str, Any]:
   """Final held-out evaluation and the run's output files (process 0)."""
-  d = sharding.to_host(state['distilled'])
-  lrs = np.asarray(distill.lrs_from_raw(d['raw_lrs']))
-  labels_SxN = np.asarray(program.labels_SxN)
+  distilled_set = distilled_of(config, program, state, data.mean, data.std)
   params0_M = heldout_inits(config, program.model, data.image_shape,
                             config.eval.num_models)
   accs = evaluate.evaluate_set(program.first_order_apply_fn, params0_M,
-                               d['images'], labels_SxN, lrs, data.test_images,
+                               distilled_set.images, distilled_set.targets,
+                               distilled_set.lrs, data.test_images,
                                data.test_labels, program.mesh)
   results = {
       'test_accuracy': evaluate.summarize(accs),
@@ -439,12 +517,11 @@ def _finish(config, workdir, data, program: Program,
                results['test_accuracy']['n_models'])
   if jax.process_index() != 0:
     return results
-  distilled_set = export.DistilledSet(d['images'], labels_SxN, lrs, data.mean,
-                                      data.std, config.distill.epochs)
   export.save_distilled(os.path.join(workdir, 'distilled.npz'), distilled_set)
   viz.save_grid(os.path.join(workdir, 'distilled.png'), distilled_set.images,
                 distilled_set.lrs, data.mean, data.std,
-                labels_N=labels_SxN[0])
+                labels_N=distilled_set.labels[0],
+                class_names=data.class_names)
   viz.save_curves(os.path.join(workdir, 'curves.png'), metrics.read(workdir))
-  atomic_files.write_json(os.path.join(workdir, 'results.json'), results)
+  workdir_lib.write_json(os.path.join(workdir, 'results.json'), results)
   return results

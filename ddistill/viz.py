@@ -16,10 +16,11 @@ def to_pixels(images: np.ndarray, mean: np.ndarray,
 
 def save_grid(path: str, images_SxNxHxWxC: np.ndarray, lrs_T: np.ndarray,
               mean: np.ndarray, std: np.ndarray, scale: int = 2,
-              labels_N=None) -> None:
+              labels_N=None, class_names=()) -> None:
   """A PNG grid: row s shows step s's images and the lrs it is applied with.
 
-  labels_N: the class of each column, written above it.
+  labels_N: the class of each column, written above it (by name where
+    `class_names` gives one).
   """
   steps, n, h, w, c = images_SxNxHxWxC.shape
   pixels = to_pixels(images_SxNxHxWxC, mean, std)
@@ -33,7 +34,8 @@ def save_grid(path: str, images_SxNxHxWxC: np.ndarray, lrs_T: np.ndarray,
   if labels_N is not None:
     draw.text((4, 1), 'class', fill='black')
     for i, label in enumerate(np.asarray(labels_N)):
-      draw.text((label_w + i * cell_w + 2, 1), str(label), fill='black')
+      name = class_names[label] if len(class_names) > label else str(label)
+      draw.text((label_w + i * cell_w + 2, 1), name, fill='black')
   for s in range(steps):
     if len(lrs_ExS) <= 5:
       lrs = ', '.join(f'{lr:.3g}' for lr in lrs_ExS[:, s])

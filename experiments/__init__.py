@@ -1,0 +1,18 @@
+"""Command-line entry points, one module per experiment.
+
+From a checkout: `python -m experiments.mnist --config configs/mnist.py`.
+Installed with pip, this folder is `ddistill.experiments` and configs/ is
+`ddistill.configs` (setup.py), so no top-level package of those names is
+installed: `python -m ddistill.experiments.mnist --config PATH`.
+"""
+
+import importlib
+import sys
+
+if __name__ == 'ddistill.experiments':
+  # The experiments and configs import each other by their checkout names
+  # (`from experiments import flags`, `from configs import default`); in a
+  # process started as `python -m ddistill.experiments.NAME`, those names
+  # are the installed copies.
+  sys.modules.setdefault('experiments', sys.modules[__name__])
+  sys.modules.setdefault('configs', importlib.import_module('ddistill.configs'))

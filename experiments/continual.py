@@ -7,27 +7,21 @@ Writes results.json (final average accuracy, mean ± std over seeds, for the
 best hyperparameter; the accuracy matrices) and runs.json; rerunning resumes.
 """
 
-from absl import app
-from absl import flags
 from ml_collections import config_flags
 
 from ddistill.continual import runner
-from experiments import user_errors
+from experiments import flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/continual.py', 'Config file (path[:variant]).',
     lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for outputs.',
-                               required=True)
-_FRESH = flags.DEFINE_bool(
-    'fresh', False, 'Delete the runs and memories already in --workdir and '
-    'start over (needed when the config changed beyond seeds and grids).')
+_RUN = flags.define()
 
 
 def main(argv):
   del argv
-  results = runner.run_continual(_CONFIG.value, _WORKDIR.value,
-                                         fresh=_FRESH.value)
+  results = runner.run_continual(_CONFIG.value, _RUN.workdir.value,
+                                 fresh=_RUN.fresh.value)
   acc = results['final_accuracy']
   print(f"final average accuracy {100 * acc['mean']:.2f} +- "
         f"{100 * acc['std']:.2f} over {acc['n_seeds']} seeds, best setting "
@@ -35,4 +29,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(user_errors.one_line(main))
+  flags.run(main)

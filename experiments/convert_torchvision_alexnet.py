@@ -16,14 +16,18 @@ converts them to Flax's. Then make a pool for Table 3:
       --config.weights=alexnet.npz --config.data.name=voc2007 --workdir POOLS/voc2007
 """
 
-from absl import app
-from absl import flags
+from absl import flags as absl_flags
 import numpy as np
 
-_PTH = flags.DEFINE_string('pth', '', "A saved state_dict; default: download "
-                           "torchvision's IMAGENET1K_V1 weights.")
-_OUTPUT = flags.DEFINE_string('output', None, 'The .npz to write.',
-                              required=True)
+from ddistill import errors
+from experiments import flags
+
+_PTH = absl_flags.DEFINE_string(
+    'pth', '', "A saved state_dict; default: download torchvision's "
+    'IMAGENET1K_V1 weights.')
+_OUTPUT = absl_flags.DEFINE_string('output', None, 'The .npz to write.',
+                                   required=True)
+flags.define(workdir=None)
 
 
 def main(argv):
@@ -33,8 +37,8 @@ def main(argv):
     if not _PTH.value:
       import torchvision  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise SystemExit(f'this conversion needs torch and torchvision ({e}); '
-                     'pip install torch torchvision') from None
+    raise errors.UserError(f'this conversion needs torch and torchvision '
+                           f'({e}); pip install torch torchvision') from None
   if _PTH.value:
     state = torch.load(_PTH.value, map_location='cpu')
   else:
@@ -45,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  flags.run(main)

@@ -5,39 +5,99 @@ r"""Evaluates a saved distilled set on fresh held-out models.
 
 The config names the dataset, model and init distribution (and, for a fixed
 init, the seed that made it).
+
+--protocol standard evaluates the set as later work does (ddistill/
+standard_eval.py): fresh networks of each --arch train on all its images
+with SGD, ignoring the learned lrs, and a cross-architecture table goes to
+--workdir (standard_eval.md, .csv, .json):
+
+  python -m experiments.evaluate --protocol standard \
+      --arch convnet,lenet,alexcifarnet,resnet18_gn \
+      --config configs/mnist.py:official_random \
+      --distilled /tmp/mnist_random/distilled.npz --num_models 10 \
+      --workdir /tmp/mnist_random/standard
 """
 
-from absl import app
-from absl import flags
+from absl import flags as absl_flags
 from ml_collections import config_flags
 
-from ddistill import atomic_files
+from ddistill import augment
+from ddistill import standard_eval
 from ddistill import train
+from ddistill import workdir
+from ddistill.errors import ConfigError
+from experiments import flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/mnist.py', 'Config the set was distilled with.',
     lock_config=True)
-_DISTILLED = flags.DEFINE_string('distilled', None, 'Path of distilled.npz.',
-                                 required=True)
-_NUM_MODELS = flags.DEFINE_integer(
+_DISTILLED = absl_flags.DEFINE_string('distilled', None,
+                                      'Path of distilled.npz.', required=True)
+_NUM_MODELS = absl_flags.DEFINE_integer(
     'num_models', None, 'Held-out models for a random init_mode; default: '
     'config.eval.num_models.')
-_OUTPUT = flags.DEFINE_string('output', None,
-                              'Optional path for the results as JSON.')
+_OUTPUT = absl_flags.DEFINE_string('output', None,
+                                   'Optional path for the results as JSON.')
+_PROTOCOL = absl_flags.DEFINE_enum(
+    'protocol', 'paper', ['paper', 'standard'], 'paper: train on the steps '
+    'in order with the learned lrs; standard: train on all images with SGD '
+    '(the flags below).')
+_WORKDIR = absl_flags.DEFINE_string(
+    'workdir', None, 'standard: folder for the cross-architecture table.')
+_ARCH = absl_flags.DEFINE_list(
+    'arch', 'convnet,lenet,alexcifarnet,resnet18_gn', 'standard: the '
+    'architectures to train (comma-separated registered models).')
+_RECIPE = standard_eval.Recipe()
+_EPOCHS = absl_flags.DEFINE_integer('epochs', _RECIPE.epochs,
+                                    'standard: training epochs.')
+_BATCH_SIZE = absl_flags.DEFINE_integer('batch_size', _RECIPE.batch_size,
+                                        'standard: minibatch size.')
+_LR = absl_flags.DEFINE_float('lr', _RECIPE.lr, 'standard: SGD step size.')
+_LR_DECAY = absl_flags.DEFINE_float(
+    'lr_decay', _RECIPE.lr_decay, 'standard: the lr is multiplied by this '
+    'halfway through.')
+_MOMENTUM = absl_flags.DEFINE_float('momentum', _RECIPE.momentum,
+                                    'standard: SGD momentum.')
+_WEIGHT_DECAY = absl_flags.DEFINE_float('weight_decay', _RECIPE.weight_decay,
+                                        'standard: weight decay.')
+_DSA = absl_flags.DEFINE_string(
+    'dsa', '', 'standard: DSA transforms applied to each minibatch, per '
+    f'image (comma-separated, of {", ".join(augment.TRANSFORMS)}); "" = none.')
+_DSA_STRENGTH = absl_flags.DEFINE_float('dsa_strength', 1.0,
+                                        'standard: DSA strength.')
+flags.define(workdir=None)
+
+
+def _standard(config, num_models: int) -> None:
+  if not _WORKDIR.value:
+    raise ConfigError('--protocol standard needs --workdir (where its table '
+                      'goes)')
+  recipe = standard_eval.Recipe(
+      epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value, lr=_LR.value,
+      lr_decay=_LR_DECAY.value, momentum=_MOMENTUM.value,
+      weight_decay=_WEIGHT_DECAY.value,
+      dsa=augment.from_spec(_DSA.value, _DSA_STRENGTH.value))
+  rows = standard_eval.evaluate_file(config, _DISTILLED.value, _ARCH.value,
+                                     num_models, recipe)
+  print(standard_eval.write_outputs(_WORKDIR.value, rows, recipe,
+                                    _DISTILLED.value))
 
 
 def main(argv):
   del argv
   config = _CONFIG.value
   num_models = _NUM_MODELS.value or config.eval.num_models
+  if _PROTOCOL.value == 'standard':
+    _standard(config, num_models)
+    return
   results = train.evaluate_distilled_file(config, _DISTILLED.value,
                                           num_models)
   acc = results['test_accuracy']
   print(f"test_accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
         f"over {acc['n_models']} models")
   if _OUTPUT.value:
-    atomic_files.write_json(_OUTPUT.value, results)
+    workdir.write_json(_OUTPUT.value, results)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  flags.run(main)

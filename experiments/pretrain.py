@@ -5,26 +5,24 @@ r"""Pretrains a pool of networks on a source dataset, in parallel.
 
 The pool (orbax) and info.json (settings, each net's test accuracy) go to
 --workdir; distillation reads it through config.distill.pretrained_dir.
+Rerunning the command reads the finished pool's info back.
 """
 
-from absl import app
-from absl import flags
 from ml_collections import config_flags
 
 from ddistill.paper import pretraining
-from experiments import quiet_logs
+from experiments import flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/pretrain.py', 'Config file (path[:variant]).',
     lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for the pool.',
-                               required=True)
+_RUN = flags.define('Folder for the pool.')
 
 
 def main(argv):
   del argv
-  quiet_logs.install()
-  info = pretraining.run_pretrain(_CONFIG.value, _WORKDIR.value)
+  info = pretraining.run_pretrain(_CONFIG.value, _RUN.workdir.value,
+                                  fresh=_RUN.fresh.value)
   if 'test_accuracy' not in info:  # A pool read from ImageNet weights.
     print(f"pool of {info['weights']} for {info['target']} written")
     return
@@ -35,4 +33,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  flags.run(main)

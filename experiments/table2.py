@@ -6,27 +6,23 @@ r"""Table 2 of the paper: pretrained LeNets adapted among digit datasets.
 Writes table2.md and table2.csv in --workdir; rerunning resumes.
 """
 
-from absl import app
-from absl import flags
 from ml_collections import config_flags
 
 from ddistill.paper import table2
-from experiments import quiet_logs
+from experiments import flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/table2.py', 'Table config file (path[:variant]).',
     lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for outputs.',
-                               required=True)
+_RUN = flags.define()
 
 
 def main(argv):
   del argv
-  quiet_logs.install()
-  table2.run_table2(_CONFIG.value, _WORKDIR.value)
-  with open(f'{_WORKDIR.value}/table2.md') as f:
+  table2.run_table2(_CONFIG.value, _RUN.workdir.value, fresh=_RUN.fresh.value)
+  with open(f'{_RUN.workdir.value}/table2.md') as f:
     print(f.read())
 
 
 if __name__ == '__main__':
-  app.run(main)
+  flags.run(main)

@@ -9,6 +9,11 @@ import pytest
 
 from configs import pretrain as pretrain_config
 from configs import table3 as table3_config
+from ddistill import distill
+from ddistill import export
+from ddistill import models
+from ddistill import pretrained
+from ddistill import train
 from ddistill.models import alexnet
 from ddistill import config_checks
 from ddistill.paper import pretraining
@@ -16,6 +21,30 @@ from ddistill.paper import table3
 from ddistill.data import transfer
 from ddistill.errors import DataError
 from ddistill import errors
+
+
+# AdaptiveAvgPool2d(6)'s bins [start, end) along one axis of a map of each
+# size, worked out by hand from torch's definition start = floor(i * H / 6),
+# end = ceil((i + 1) * H / 6): for H = 5, bin 1 is [floor(5/6), ceil(10/6)) =
+# [0, 2). Bins overlap when H is not a multiple of 6.
+TORCH_BINS_TO_6 = {
+    1: ((0, 1),) * 6,
+    5: ((0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 5)),
+    6: ((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6)),
+    7: ((0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)),
+    13: ((0, 3), (2, 5), (4, 7), (6, 9), (8, 11), (10, 13)),
+}
+
+
+@pytest.mark.parametrize('size', sorted(TORCH_BINS_TO_6))
+def test_adaptive_pool_averages_torchs_bins(size):
+  x = np.random.default_rng(size).standard_normal((2, size, size, 3))
+  want = np.empty((2, 6, 6, 3))
+  for i, (top, bottom) in enumerate(TORCH_BINS_TO_6[size]):
+    for j, (left, right) in enumerate(TORCH_BINS_TO_6[size]):
+      want[:, i, j] = x[:, top:bottom, left:right].mean(axis=(1, 2))
+  got = alexnet.adaptive_avg_pool(jnp.asarray(x, jnp.float32), 6)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def _random_state(rng: np.random.Generator, num_classes: int = 1000) -> dict:
@@ -36,10 +65,8 @@ def _torch_semantics_forward(state: dict, x_BxCxHxW: np.ndarray) -> jax.Array:
     if i in (0, 1, 4):
       x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 3, 3),
                                 (1, 1, 2, 2), 'VALID')
-  size = x.shape[-1]
-  avg = np.zeros((6, size), np.float32)
-  for i in range(6):
-    lo, hi = int(np.floor(i * size / 6)), int(np.ceil((i + 1) * size / 6))
+  avg = np.zeros((6, x.shape[-1]), np.float32)
+  for i, (lo, hi) in enumerate(TORCH_BINS_TO_6[x.shape[-1]]):
     avg[i, lo:hi] = 1.0 / (hi - lo)
   x = jnp.einsum('ih,bchw,jw->bcij', avg, x, avg).reshape(x.shape[0], -1)
   for _, prefix, _ in alexnet.DENSES:
@@ -156,12 +183,34 @@ def test_table3_end_to_end_with_mock_data_and_random_weights(tmp_path,
   with tfds.testing.mock_data(num_examples=4):
     pretraining.run_pretrain(pool_config, str(pools / 'voc2007'))
     results = table3.run_table3(config, str(tmp_path / 'table3'))
+    # Ours, computed directly: the pool's first training net trained on the
+    # saved set with the saved lrs, then tested on VOC's test crops.
+    run = config.run
+    run.data.name = 'voc2007'
+    data = train.load_data(run)
+  model, _ = train.build_model(run, data.num_classes, data.image_shape)
+  net = jax.tree.map(lambda a: a[0], pretrained.load_pool(
+      str(pools / 'voc2007'), model, data.image_shape)['train'])
+  d = export.load_distilled(
+      str(tmp_path / 'table3' / 'voc2007' / 'ours' / 'distilled.npz'))
+  trained = distill.train_on_distilled(models.Apply(model), net, d.images,
+                                       d.labels, d.lrs)
+  logits = model.apply({'params': trained}, data.test_images)
+  direct = np.mean(np.argmax(logits, -1) == data.test_labels)
   row = results['voc2007']
-  for column in ('ours', 'random_real', 'optimized_real', 'average_real',
-                 'full_target'):
-    assert 0.0 <= row[column]['mean'] <= 1.0, column
+  assert row['ours']['n_models'] == 1
+  assert row['ours']['mean'] == pytest.approx(direct, abs=1e-6)
   assert 'kmeans' not in row
   table = (tmp_path / 'table3' / 'table3.md').read_text()
   assert 'PASCAL-VOC' in table and 'not run' in table  # CUB row not run.
+  # Each column's result is in its own cell of the table's row.
+  ours_line = next(line for line in table.splitlines()
+                   if line.startswith('| PASCAL-VOC | ours |'))
+  cells = [c.strip() for c in ours_line.strip(' |').split('|')][2:]
+  columns = ('ours', 'random_real', 'optimized_real', 'average_real',
+             'full_target')
+  assert len(cells) == len(columns), ours_line
+  for column, cell in zip(columns, cells):
+    assert cell.startswith(f"{100 * row[column]['mean']:.1f} "), (column, cell)
   with open(tmp_path / 'table3' / 'voc2007' / 'ours' / 'results.json') as f:
     assert json.load(f)['init_mode'] == 'fixed_pretrained'

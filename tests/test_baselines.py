@@ -157,8 +157,8 @@ def test_baselines_write_every_column_and_resume(mnist, tmp_path):
   config = table1_config.get_config('quick')
   b = config.baselines
   b.num_models, b.num_sets, b.num_candidates, b.num_selected = 1, 2, 2, 1
-  b.selection_models, b.selection_images, b.lrs = 1, 128, (0.1,)
-  config.mnist.step_counts = (1, 10)
+  b.selection_models, b.selection_images, b.lrs = 1, 128, '0.1'
+  config.mnist.step_counts = '1,10'
   small = dataclasses.replace(
       mnist, train_images=mnist.train_images[:3000],
       train_labels=mnist.train_labels[:3000],
@@ -197,7 +197,7 @@ def test_figure3_validates_and_plots(tmp_path):
   config.init_modes = 'fixed,pretrained'
   with pytest.raises(ValueError, match='init_modes'):
     figure3.run_figure3(config, str(tmp_path))
-  config.init_modes, config.gd_steps = 'fixed', (0, 2)
+  config.init_modes, config.gd_steps = 'fixed', '0,2'
   with pytest.raises(ValueError, match='gd_steps'):
     figure3.run_figure3(config, str(tmp_path))
   points = [{'init_mode': m, 'gd_steps': n, 'images_per_class': 10,

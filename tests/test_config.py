@@ -1,11 +1,25 @@
 """Bad configs are refused before any compute, naming the field."""
 
+import ast
+import importlib
+import pathlib
+import re
+
 import pytest
 
 from configs import cifar10 as cifar10_config
 from configs import mnist as mnist_config
 from ddistill import config_checks
+from ddistill.continual import runner as continual_runner
 from ddistill.errors import ConfigError
+from ddistill.paper import baselines
+from ddistill.paper import figure3
+from ddistill.paper import pretraining
+from ddistill.paper import table1
+from ddistill.paper import table2
+from ddistill.paper import table3
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize('module', [mnist_config, cifar10_config])
@@ -98,3 +112,201 @@ def test_image_size_the_model_cannot_take():
   config.model.name = 'alexcifarnet'
   with pytest.raises(ConfigError, match='alexcifarnet.*28x28'):
     config_checks.validate(config)
+
+
+# Every experiment's config, by the kind `config_checks.validate` checks it
+# as, with the names its own package owns (the core cannot import them).
+KINDS = {
+    'mnist': ('distill', {}), 'cifar10': ('distill', {}),
+    'table1': ('table1', {'knn_metrics': baselines.KNN_METRICS}),
+    'table2': ('table2', {'rows': table2.ROWS}),
+    'table3': ('table3', {}), 'figure3': ('figure3', {}),
+    'pretrain': ('pretrain', {}), 'linear': ('linear', {}),
+    'continual': ('continual', {'methods': continual_runner.METHODS,
+                                'streams': continual_runner.STREAMS}),
+}
+
+
+def _shipped(name: str, variant=None):
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config(variant) if variant else module.get_config()
+  if 'pools_dir' in config:
+    config.pools_dir = 'POOLS'  # Set on the command line; required.
+  return config
+
+
+def _check(name: str, config) -> None:
+  kind, names = KINDS[name]
+  config_checks.validate(config, kind, **names)
+
+
+CONFIGS = sorted(p.stem for p in ROOT.glob('configs/*.py')
+                 if p.stem not in ('__init__', 'default'))
+
+
+def test_every_config_file_has_a_kind():
+  assert sorted(KINDS) == CONFIGS
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_variant_of_every_config_validates(name):
+  module = importlib.import_module(f'configs.{name}')
+  for variant in getattr(module, 'VARIANTS', (None,)):
+    _check(name, _shipped(name, variant))
+
+
+def _set(config, field, value):
+  node = config
+  *parents, leaf = field.split('.')
+  for p in parents:
+    node = node[p]
+  with config.unlocked():
+    node._fields[leaf] = value  # Bypass ConfigDict's type check.
+
+
+# Every Adam of every experiment: beta1 = 1 divides by zero at iteration 1.
+B1_FIELDS = [
+    ('mnist', 'optim.b1'), ('table1', 'mnist.fixed.optim.b1'),
+    ('table1', 'cifar10.random.optim.b1'), ('table2', 'run.optim.b1'),
+    ('table3', 'run.optim.b1'), ('figure3', 'run.optim.b1'),
+    ('pretrain', 'optim.b1'), ('continual', 'learner.distill.optim.b1'),
+]
+
+
+@pytest.mark.parametrize('name,field', B1_FIELDS)
+def test_adam_b1_of_one_is_refused_in_every_config(name, field):
+  config = _shipped(name)
+  _set(config, field, 1.0)
+  with pytest.raises(ConfigError, match=re.escape(
+      f'config.{field} = 1.0 must be a number in [0, 1)')):
+    _check(name, config)
+  _set(config, field, 0.999)
+  _check(name, config)
+
+
+@pytest.mark.parametrize('name,field,value,message', [
+    # Unknown names: the field and the allowed values.
+    ('table1', 'mnist.fixed.model.name', 'vgg',
+     "config.mnist.fixed.model.name = 'vgg' is not one of ['alexcifarnet'"),
+    ('table2', 'run.model.name', 'vgg', "config.run.model.name = 'vgg' is "
+     'not one of'),
+    ('table3', 'run.model.name', 'vgg', "config.run.model.name = 'vgg'"),
+    ('table1', 'datasets', 'mnist,imagenet', "config.datasets = "
+     "'mnist,imagenet': unknown ['imagenet']; known: ['cifar10', 'mnist']"),
+    ('table2', 'rows', 'usps_to_svhn', "config.rows = 'usps_to_svhn': unknown "
+     "['usps_to_svhn']; known: ['mnist_to_usps', 'svhn_to_mnist', "
+     "'usps_to_mnist']"),
+    ('table3', 'rows', 'voc2012', "unknown ['voc2012']; known: ['cub200', "
+     "'voc2007']"),
+    ('table1', 'baselines.knn_metrics', 'l1,cosine', "unknown ['cosine']"),
+    ('figure3', 'init_modes', 'fixed,pretrained',
+     "config.init_modes = 'fixed,pretrained': unknown ['pretrained']"),
+    ('continual', 'learner.method', 'lwf', "config.learner.method = 'lwf' is "
+     "not one of ['sgd', 'ewc', 'gem', 'icarl']"),
+    ('continual', 'model.name', 'vgg', "config.model.name = 'vgg'"),
+    ('continual', 'stream', 'rotated_mnist', 'config.stream'),
+    ('pretrain', 'data.name', 'imagenet9', "config.data.name = 'imagenet9'"),
+    ('pretrain', 'new_classifier', 'zeros', 'config.new_classifier'),
+    # Lists and numbers.
+    ('figure3', 'gd_steps', '1,x', "config.gd_steps = '1,x' is not "
+     'comma-separated int values'),
+    ('figure3', 'gd_steps', '1,0', "config.gd_steps = '1,0': every value "
+     'must be >= 1'),
+    ('linear', 'num_distilled', '', 'config.num_distilled is empty'),
+    ('linear', 'dim', 0, 'config.dim = 0 must be an integer >= 1'),
+    ('table1', 'baselines.lrs', '0.1,0', 'config.baselines.lrs'),
+    ('table1', 'baselines.num_selected', 60, 'num_selected = 60 exceeds'),
+    ('table2', 'passes', (1, 3), "config.passes = (1, 3) must be a string"),
+    ('continual', 'seeds', '0,-1', "config.seeds = '0,-1'"),
+    ('continual', 'learner.distill.gd_steps', 0,
+     'config.learner.distill.gd_steps = 0'),
+    ('pretrain', 'epochs', 0, 'config.epochs = 0'),
+    ('table2', 'pools_dir', '', 'config.pools_dir is empty'),
+    ('table3', 'full_target_batch_size', 0, 'config.full_target_batch_size'),
+])
+def test_bad_field_of_an_experiment_config_is_named(name, field, value,
+                                                    message):
+  config = _shipped(name)
+  _set(config, field, value)
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    _check(name, config)
+
+
+def test_gd_steps_of_figure3_must_be_whole_passes_of_its_steps():
+  config = _shipped('figure3')
+  config.run.distill.steps = 2
+  with pytest.raises(ConfigError, match="config.gd_steps = '1,2,5,10,20,40': "
+                     '1 GD steps is not a multiple of '
+                     'config.run.distill.steps = 2'):
+    _check('figure3', config)
+  config.gd_steps = '2,4'
+  _check('figure3', config)
+
+
+def test_table2_target_the_model_cannot_take_names_the_row():
+  config = _shipped('table2')
+  config.run.data.as_mnist = False  # USPS as it is: 16x16.
+  with pytest.raises(ConfigError, match=r"row 'mnist_to_usps' \(target "
+                     r"'usps'\) has 16x16 images"):
+    _check('table2', config)
+  config.rows = 'usps_to_mnist'  # MNIST itself: 28x28.
+  _check('table2', config)
+
+
+def test_imagenet_weights_need_alexnet_and_a_transfer_target():
+  config = _shipped('pretrain', 'imagenet_alexnet')
+  config.weights = 'alexnet.npz'
+  _check('pretrain', config)
+  config.data.name = 'mnist'
+  with pytest.raises(ConfigError, match="config.data.name = 'mnist' is not "
+                     r"one of \['cub200', 'voc2007'\]"):
+    _check('pretrain', config)
+  config = _shipped('pretrain')
+  config.weights = 'alexnet.npz'
+  with pytest.raises(ConfigError, match='config.model.name = .lenet.'):
+    _check('pretrain', config)
+
+
+def test_unknown_kind_is_an_error():
+  with pytest.raises(ValueError, match="unknown config kind 'table5'"):
+    config_checks.validate(mnist_config.get_config(), 'table5')
+
+
+@pytest.mark.parametrize('runner', ['table1', 'table2', 'table3', 'figure3',
+                                    'pretrain', 'continual'])
+def test_runners_validate_before_anything_else(runner, tmp_path):
+  """A bad config is refused before any data, pool or workdir is touched."""
+  run, name, field = {
+      'table1': (table1.run_table1, 'table1', 'mnist.fixed.optim.b1'),
+      'table2': (table2.run_table2, 'table2', 'run.optim.b1'),
+      'table3': (table3.run_table3, 'table3', 'run.optim.b1'),
+      'figure3': (figure3.run_figure3, 'figure3', 'run.optim.b1'),
+      'pretrain': (pretraining.run_pretrain, 'pretrain', 'optim.b1'),
+      'continual': (continual_runner.run_continual, 'continual',
+                    'learner.distill.optim.b1'),
+  }[runner]
+  config = _shipped(name)
+  if 'pools_dir' in config:
+    config.pools_dir = str(tmp_path / 'no_pools')
+  _set(config, field, 1.0)
+  workdir = tmp_path / 'out'
+  with pytest.raises(ConfigError, match=re.escape(f'config.{field} = 1.0')):
+    run(config, str(workdir))
+  assert not workdir.exists()
+
+
+def test_configs_import_no_library_code():
+  """configs/*.py hold ml_collections and plain values only."""
+  bad = []
+  for path in sorted(ROOT.glob('configs/*.py')):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        names = [node.module]
+      else:
+        continue
+      bad += [f'{path.name} imports {n}' for n in names
+              if n.split('.')[0] not in ('ml_collections', 'configs')]
+  assert not bad, bad
+

@@ -5,10 +5,10 @@ Commands are taken from fenced code blocks (backslash continuations joined,
 inline code spans. Each is parsed as `app.run` would parse it, without
 running anything: its module is imported, absl parses the command line
 (`--config` loads the config file with its variant and applies the
-`--config.*` overrides), and every distillation run config in the result
-(the config itself, or one nested in a table's config) is checked by
-`ddistill.config_checks.validate`. An unknown flag, a bad config variant, an
-unknown config field or a value the run would refuse fails the test.
+`--config.*` overrides), and the result is checked by
+`ddistill.config_checks.validate` as the kind of config the module runs. An
+unknown flag, a bad config variant, an unknown config field or a value the
+run would refuse fails the test.
 
 The experiments define their flags on absl's global FLAGS when imported, so
 two of them cannot share a process as they are. All commands run in one
@@ -46,6 +46,16 @@ MUST_FAIL = [
                              '--workdir', 'w',
                              '--config.mnist.fixed.distill.steps=0']),
      'distill.steps'),
+]
+
+# Commands that must parse whatever the docs say: distilling onto USPS in
+# MNIST's format from a pretrained pool (every field it sets is declared).
+MUST_PARSE = [
+    ('experiments.mnist', ['--config', 'configs/mnist.py', '--workdir', 'w',
+                           '--config.distill.init_mode=random_pretrained',
+                           '--config.distill.pretrained_dir=POOL',
+                           '--config.data.name=usps',
+                           '--config.data.as_mnist=true']),
 ]
 
 
@@ -206,11 +216,13 @@ def test_readme_keeps_the_ci_commands():
 def test_every_doc_command_parses():
   documented = doc_commands()
   assert len(documented) >= 10, documented
-  controls = [command for command, _ in MUST_FAIL]
+  controls = [command for command, _ in MUST_FAIL] + MUST_PARSE
   errors = run_parser(controls + [(m, a) for _, m, a in documented])
   for (command, expected), error in zip(MUST_FAIL, errors):
     assert error is not None, f'{command} parsed but must not'
     assert expected in error, (command, error)
+  for command, error in zip(MUST_PARSE, errors[len(MUST_FAIL):]):
+    assert error is None, (command, error)
   broken = [f'{where}: python -m {module} {shlex.join(args)}\n    {error}'
             for (where, module, args), error in
             zip(documented, errors[len(controls):]) if error is not None]
@@ -221,31 +233,29 @@ def test_every_doc_command_parses():
 # The subprocess: python tests/test_doc_commands.py IN.json OUT.json
 
 
-def _run_configs(config, path='config'):
-  """Every distillation run config in `config`, with its path."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  if all(k in config for k in ('data', 'model', 'distill', 'optim')):
-    yield path, config
-    return
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      yield from _run_configs(value, f'{path}.{key}')
+# The kind of config each experiment runs (config_checks.KINDS); any other
+# module with a --config flag runs a distillation config.
+KINDS = {'experiments.table1': 'table1', 'experiments.table2': 'table2',
+         'experiments.table3': 'table3', 'experiments.figure3': 'figure3',
+         'experiments.pretrain': 'pretrain', 'experiments.linear': 'linear',
+         'experiments.continual': 'continual'}
 
 
-def _validate(config) -> None:
-  from ddistill import config_checks  # pylint: disable=g-import-not-at-top
-  from ddistill.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  for path, run in _run_configs(config):
-    run = run.copy_and_resolve_references()
-    if 'pretrained' in run.distill.init_mode and not run.distill.pretrained_dir:
-      # Table runners fill the pool in from --config.pools_dir.
-      run.distill.pretrained_dir = 'POOL'
-    try:
-      config_checks.validate(run)
-    except ConfigError as e:
-      if path == 'config':
-        raise
-      raise ConfigError(f'in {path}: {e}') from e
+def _validate(module: str, config) -> None:
+  """Checks `config` as `module`'s runner does, before any compute."""
+  # pylint: disable=g-import-not-at-top
+  from ddistill import config_checks
+  from ddistill.continual import runner
+  from ddistill.paper import baselines
+  from ddistill.paper import table2
+  # pylint: enable=g-import-not-at-top
+  names = {'table1': {'knn_metrics': baselines.KNN_METRICS},
+           'table2': {'rows': table2.ROWS},
+           'continual': {'methods': runner.METHODS,
+                         'streams': runner.STREAMS}}
+  kind = KINDS.get(module, 'distill')
+  config_checks.validate(config.copy_and_resolve_references(), kind,
+                         **names.get(kind, {}))
 
 
 def _one_line(e: Exception) -> str:
@@ -282,7 +292,7 @@ def _parse_all(commands: list) -> list:
         if len(rest) > 1:
           raise ValueError(f'arguments that are not flags: {rest[1:]}')
         if 'config' in own:
-          _validate(flag_values['config'].value)
+          _validate(module, flag_values['config'].value)
       except Exception as e:  # pylint: disable=broad-except
         errors[i] = _one_line(e)
       finally:

@@ -319,12 +319,12 @@ def _tiny_table1():
   # Both distillation cells are the reference run: killing and resuming
   # distillation is tested above; here, the table's own bookkeeping.
   config.mnist.fixed = config.mnist.random = _tiny_config()
-  config.mnist.step_counts = (1,)
+  config.mnist.step_counts = '1'
   b = config.baselines
   b.per_class, b.num_models, b.num_sets = 1, 1, 1
   b.num_candidates, b.num_selected = 2, 1
-  b.selection_models, b.selection_images, b.lrs = 1, 64, (0.1,)
-  b.knn_ks, b.knn_metrics = (1,), ('l2',)
+  b.selection_models, b.selection_images, b.lrs = 1, 64, '0.1'
+  b.knn_ks, b.knn_metrics = '1', 'l2'
   return config
 
 

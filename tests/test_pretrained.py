@@ -94,10 +94,8 @@ def test_mnist_nets_read_usps_better_framed_like_mnist(nets):
 
   def accuracy(box):  # Mean over the 5 nets, as they are (0 GD steps).
     data = datasets.as_mnist_digits(usps, box=box)
-    return evaluate.evaluate_set(
-        apply_fn, nets, data.train_images[:1][None],
-        data.train_labels[:1][None], np.zeros(0, np.float32),
-        data.test_images, data.test_labels).mean()
+    return evaluate.accuracy(apply_fn, nets, data.test_images,
+                             data.test_labels).mean()
 
   assert accuracy(20) > accuracy(28) + 0.1
 
@@ -135,6 +133,7 @@ def test_distilling_from_a_pool_trains_on_train_nets_reports_heldout(
   config.data.digit_box = 29
   with pytest.raises(errors.ConfigError, match='digit_box = 29'):
     config_checks.validate(config)
+  config.data.digit_box = 0
   config.distill.pretrained_dir = ''
   with pytest.raises(errors.ConfigError, match='pretrained_dir'):
     config_checks.validate(config)

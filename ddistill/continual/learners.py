@@ -90,8 +90,9 @@ def distilled_memory(task: streams.Task, key: jax.Array, model,
   k_img, k_run = jax.random.split(key)
   d = distill.init_distilled(k_img, labels_1xN, shape, dc.gd_steps,
                              dc.lr_init, 'real', x, y)
-  optimizer = distill.make_optimizer(dc.lr, dc.b1, dc.decay_every,
-                                     dc.decay_factor)
+  optimizer = distill.make_optimizer(dc.optim.lr, dc.optim.b1,
+                                     dc.optim.decay_every,
+                                     dc.optim.decay_factor)
 
   @jax.jit
   def step(state, it):

@@ -23,6 +23,7 @@ DATA_DIR_ENV = 'DDISTILL_DATA_DIR'
 CACHE_DIR_ENV = 'DDISTILL_CACHE_DIR'
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
                    'frog', 'horse', 'ship', 'truck')
+CLASS_NAMES = {'cifar10': CIFAR10_CLASSES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Dataset:
   mean: np.ndarray  # [C], in [0, 1] pixel units.
   std: np.ndarray  # [C].
   num_classes: int
+  class_names: tuple[str, ...] = ()  # Where they are words (CIFAR-10).
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -249,7 +251,8 @@ def load_dataset(name: str,
                       f'max {labels.max()}')
   return Dataset(name, _normalize(train_x, mean, std),
                  train_y.astype(np.int32), _normalize(test_x, mean, std),
-                 test_y.astype(np.int32), mean, std, spec.num_classes)
+                 test_y.astype(np.int32), mean, std, spec.num_classes,
+                 CLASS_NAMES.get(name, ()))
 
 
 def as_mnist_digits(data: Dataset, box: int = 0) -> Dataset:

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 
 from ddistill.models import alexnet
+from ddistill.models import convnet
 from ddistill.models import nets
 from ddistill.models import resnet
 from ddistill.models.layers import CONV_IMPLS, Initializer
@@ -38,6 +39,7 @@ register('alexcifarnet', nets.AlexCifarNet, sizes=(32,))
 register('mlp', nets.MLP)
 register('resnet18_gn', resnet.ResNet18GN)
 register('alexnet', alexnet.AlexNet, min_size=alexnet.MIN_SIZE)
+register('convnet', convnet.ConvNet, min_size=convnet.MIN_SIZE)
 
 
 @dataclasses.dataclass(frozen=True)

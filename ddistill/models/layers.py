@@ -1,4 +1,4 @@
-"""Layers with CPU-fast gradients: convolutions, 2x2 max-pooling, LRN.
+"""Layers with CPU-fast gradients: convolutions, 2x2 pooling, LRN.
 
 The inner loop differentiates through hundreds of steps, so each layer here
 has forward and backward passes chosen for speed on the backend at hand;
@@ -228,6 +228,14 @@ def _max_pool_bwd(residuals, g_BxHxWxC):
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def avg_pool_2x2(x_BxHxWxC: jax.Array) -> jax.Array:
+  """2x2 average-pool, stride 2, as a reshape (an odd last row or column is
+  cut, as torch's AvgPool2d(2) does)."""
+  b, h, w, c = x_BxHxWxC.shape
+  return x_BxHxWxC[:, :h // 2 * 2, :w // 2 * 2].reshape(
+      b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def local_response_norm(x_BxHxWxC: jax.Array, size: int = 4,

@@ -2,11 +2,11 @@
 
 Random real, optimized real, k-means++ and average real sets, each trained
 on held-out models over the lr x steps grid (`protocol`), and the KNN
-baselines, and fine-tuning on the full target set (Tables 2, 3). Every finished column is saved at once, so a rerun skips it.
+baselines, and fine-tuning on the full target set (Tables 2, 3). Every
+finished column is saved at once, so a rerun skips it.
 """
 
-import json
-import os
+import functools
 import time
 from typing import Any, Optional, Sequence
 
@@ -15,9 +15,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from ddistill import atomic_files
 from ddistill import evaluate
 from ddistill import pretrained
+from ddistill import workdir as workdir_lib
 from ddistill.paper import baselines
 from ddistill.data import datasets
 from ddistill.paper import protocol
@@ -39,91 +39,107 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
   the models every set is evaluated on; selection_M: the models optimized
   real scores its candidates on. minibatches: see `protocol.cnn_grid`.
   knn, kmeans: whether to compute those columns (Table 3 has neither).
-  Writes `path` after each column.
+  Each column is saved in `path` as soon as it is computed.
   """
-  done = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      done = json.load(f)
-
-  start = time.time()
-
-  def save(name, value):
-    # Columns take minutes to hours each on CPU: say each one as it lands.
-    logging.info('baseline %s: %.2f%% +- %.2f (n=%d), %.0f s since start',
-                 name, 100 * value['mean'], 100 * value['std'],
-                 value['n_models'], time.time() - start)
-    done[name] = value
-    if jax.process_index() == 0:
-      atomic_files.write_json(path, done)
-
   x, y, k = data.train_images, data.train_labels, data.num_classes
   keys = dict(zip(('random', 'candidates', 'kmeans', 'score'),
                   jax.random.split(key, 4)))
-  random_sets = [baselines.random_real(s, x, y, k, b.per_class)
-                 for s in jax.random.split(keys['random'], b.num_sets)]
-  kmeans_sets = None
+  column = _column_fn(path)
+  random_sets = functools.cache(lambda: [
+      baselines.random_real(s, x, y, k, b.per_class)
+      for s in jax.random.split(keys['random'], b.num_sets)])
+  kmeans_sets = functools.cache(lambda: [
+      baselines.kmeans_centres(_seed(s), x, y, k, b.per_class)
+      for s in jax.random.split(keys['kmeans'], b.num_sets)])
 
   def grid(sets):
-    cells = protocol.cnn_grid(apply_fn, heldout_M, sets, b.lrs,
+    cells = protocol.cnn_grid(apply_fn, heldout_M, sets,
+                              workdir_lib.numbers(b.lrs, 'baselines.lrs'),
                               step_counts, data.test_images,
                               data.test_labels, distilled_lrs,
                               minibatches=minibatches)
-    best = protocol.best(cells)
-    return best, {**best.summary(), 'n_sets': len(sets),
-                  'grid': [c.summary() for c in cells]}
+    return {**protocol.best(cells).summary(), 'n_sets': len(sets),
+            'grid': [c.summary() for c in cells]}
 
-  if 'random_real' not in done:
-    save('random_real', grid(random_sets)[1])
-  if 'optimized_real' not in done:
-    best_random = done['random_real']
-    cell = protocol.Cell(best_random['lr'], best_random['steps'], np.zeros(1))
-    candidates = [baselines.random_real(s, x, y, k, b.per_class) for s in
-                  jax.random.split(keys['candidates'], b.num_candidates)]
-    score_idx = np.asarray(jax.random.choice(keys['score'], len(x),
-                                             (b.selection_images,),
-                                             replace=False))
-    chosen = protocol.select_sets(apply_fn, selection_M, candidates, cell,
-                                  x[score_idx], y[score_idx], b.num_selected,
-                                  distilled_lrs, minibatches=minibatches)
-    save('optimized_real', grid(chosen)[1])
-  if kmeans and ('kmeans' not in done or (knn and 'knn_kmeans' not in done)):
-    kmeans_sets = [baselines.kmeans_centres(_seed(s), x, y, k, b.per_class)
-                   for s in jax.random.split(keys['kmeans'], b.num_sets)]
-  if kmeans and 'kmeans' not in done:
-    save('kmeans', grid(kmeans_sets)[1])
-  if 'average_real' not in done:
-    average = baselines.average_real(x, y, k, b.per_class)
-    save('average_real', grid([average])[1])
-  for name, sets in ((('knn_random_real', random_sets),
-                      ('knn_kmeans', kmeans_sets)) if knn else ()):
-    if sets is None:  # k-means++ left out.
-      continue
-    if name not in done:
-      rows = protocol.knn_grid(sets, data.test_images, data.test_labels,
-                               b.knn_ks, b.knn_metrics)
-      best = max(rows, key=lambda r: r['mean'])
-      save(name, {**best, 'n_models': len(sets), 'grid': rows})
+  def optimized(best_random):
+    return protocol.select_sets(
+        apply_fn, selection_M, _candidates(b, data, keys),
+        protocol.Cell(best_random['lr'], best_random['steps'], np.zeros(1)),
+        *_score_images(b, data, keys['score']), b.num_selected,
+        distilled_lrs, minibatches=minibatches)
+
+  done = {'random_real': column('random_real', lambda: grid(random_sets()))}
+  done['optimized_real'] = column(
+      'optimized_real', lambda: grid(optimized(done['random_real'])))
+  if kmeans:
+    done['kmeans'] = column('kmeans', lambda: grid(kmeans_sets()))
+  done['average_real'] = column('average_real', lambda: grid(
+      [baselines.average_real(x, y, k, b.per_class)]))
+  if knn:
+    done['knn_random_real'] = column(
+        'knn_random_real', lambda: _knn(b, data, random_sets()))
+  if knn and kmeans:
+    done['knn_kmeans'] = column('knn_kmeans',
+                                lambda: _knn(b, data, kmeans_sets()))
   return done
 
 
+def _column_fn(path: str):
+  """column(name, compute): the column saved in `path`, or computed, logged
+  and saved."""
+  start = time.time()
+
+  def column(name, compute):
+    def logged():
+      value = compute()
+      # Columns take minutes to hours each on CPU: say each as it lands.
+      logging.info('baseline %s: %.2f%% +- %.2f (n=%d), %.0f s since start',
+                   name, 100 * value['mean'], 100 * value['std'],
+                   value['n_models'], time.time() - start)
+      return value
+    return workdir_lib.cached_json(path, logged, key=name)
+
+  return column
+
+
+def _candidates(b, data: datasets.Dataset, keys) -> list:
+  """Optimized real's candidate sets: random real sets to choose from."""
+  return [baselines.random_real(s, data.train_images, data.train_labels,
+                                data.num_classes, b.per_class)
+          for s in jax.random.split(keys['candidates'], b.num_candidates)]
+
+
+def _score_images(b, data: datasets.Dataset, key: jax.Array):
+  """The training images optimized real scores its candidates on."""
+  idx = np.asarray(jax.random.choice(key, len(data.train_images),
+                                     (b.selection_images,), replace=False))
+  return data.train_images[idx], data.train_labels[idx]
+
+
+def _knn(b, data: datasets.Dataset, sets) -> dict:
+  """The best (k, metric) of KNN over these reference sets, with the grid."""
+  rows = protocol.knn_grid(
+      sets, data.test_images, data.test_labels,
+      workdir_lib.numbers(b.knn_ks, 'baselines.knn_ks', int),
+      workdir_lib.names(b.knn_metrics))
+  best = max(rows, key=lambda r: r['mean'])
+  return {**best, 'n_models': len(sets), 'grid': rows}
+
+
 def full_target(config, model, apply_fn, heldout_M, data, path) -> dict:
-  """Held-out nets fine-tuned on the whole target training set."""
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  start_N = jax.tree.map(lambda a: a[:config.full_target_models], heldout_M)
-  tuned = pretrained.pretrain(model, jax.random.key(config.seed),
-                              data.train_images, data.train_labels,
-                              config.full_target_models,
-                              config.full_target_epochs,
-                              config.full_target_batch_size,
-                              config.full_target_lr,
-                              config.full_target_epochs, start_N=start_N)
-  accs = evaluate.evaluate_set(apply_fn, tuned, data.train_images[:1][None],
-                               data.train_labels[:1][None],
-                               np.zeros(0, np.float32), data.test_images,
-                               data.test_labels)
-  result = evaluate.summarize(accs)
-  atomic_files.write_json(path, result)
-  return result
+  """Held-out nets fine-tuned on the whole target training set (cached in
+  `path`)."""
+  def compute():
+    start_N = jax.tree.map(lambda a: a[:config.full_target_models],
+                           heldout_M)
+    tuned = pretrained.pretrain(model, jax.random.key(config.seed),
+                                data.train_images, data.train_labels,
+                                config.full_target_models,
+                                config.full_target_epochs,
+                                config.full_target_batch_size,
+                                config.full_target_lr,
+                                config.full_target_epochs, start_N=start_N)
+    return evaluate.summarize(evaluate.accuracy(
+        apply_fn, tuned, data.test_images, data.test_labels))
+
+  return workdir_lib.cached_json(path, compute)

@@ -57,6 +57,9 @@ def average_real(x: np.ndarray, y: np.ndarray, num_classes: int,
       np.float32))
 
 
+KNN_METRICS = ('l1', 'l2')  # Distances knn_accuracy takes.
+
+
 def knn_accuracy(ref_x: np.ndarray, ref_y: np.ndarray, test_x: np.ndarray,
                  test_y: np.ndarray, k: int, metric: str,
                  chunk: int = 100) -> float:
@@ -65,8 +68,8 @@ def knn_accuracy(ref_x: np.ndarray, ref_y: np.ndarray, test_x: np.ndarray,
   metric: 'l1' or 'l2'. Ties in the vote go to the class of the nearer
   neighbours (each neighbour's vote is nudged down by its rank).
   """
-  if metric not in ('l1', 'l2'):
-    raise ValueError(f"unknown metric {metric!r}; use 'l1' or 'l2'")
+  if metric not in KNN_METRICS:
+    raise ValueError(f'unknown metric {metric!r}; known: {KNN_METRICS}')
   if not 1 <= k <= len(ref_x):
     raise ValueError(f'k = {k} must be in [1, {len(ref_x)}]')
   num_classes = int(max(ref_y.max(), test_y.max())) + 1

@@ -2,11 +2,9 @@
 
 `run_figure3(config, workdir)` runs one distillation per (init mode, GD
 steps) in `<workdir>/<mode>_steps<n>/` (each resumes; finished ones are read
-back), then writes figure3.json, figure3.csv and figure3.png.
+back), then writes figure3.json, figure3.md, figure3.csv and figure3.png.
 """
 
-import csv
-import io
 import os
 
 import jax
@@ -14,29 +12,31 @@ import matplotlib
 import ml_collections
 
 from ddistill import atomic_files
+from ddistill import config_checks
 from ddistill import train
+from ddistill import workdir as workdir_lib
 
 matplotlib.use('Agg')  # Files only; no display needed.
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
 
-def run_figure3(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  modes = [m.strip() for m in config.init_modes.split(',') if m.strip()]
-  bad = [m for m in modes if m not in ('fixed', 'random')]
-  if bad or not modes:
-    raise ValueError(f'config.init_modes: {config.init_modes!r}; use '
-                     "'fixed', 'random' or 'fixed,random'")
-  if any(n < 1 for n in config.gd_steps):
-    raise ValueError(f'config.gd_steps must all be >= 1: {config.gd_steps}')
+def run_figure3(config: ml_collections.ConfigDict, workdir: str,
+                fresh: bool = False) -> list[dict]:
+  """Every point of the figure, run or read back; then the figure's files.
+
+  fresh: first delete every run and output already in `workdir`.
+  """
+  config_checks.validate(config, 'figure3')
+  modes = workdir_lib.names(config.init_modes)
+  gd_steps = workdir_lib.numbers(config.gd_steps, 'gd_steps', int)
+  workdir_lib.guard(workdir, config, fresh, outputs=_outputs(workdir),
+                    compare=train.without_runs)
   points = []
   for mode in modes:
-    for n in config.gd_steps:
+    for n in gd_steps:
       run = ml_collections.ConfigDict(config.run.to_dict())
       run.distill.init_mode = mode
-      run.distill.epochs = n // run.distill.steps
-      if run.distill.steps * run.distill.epochs != n:
-        raise ValueError(f'{n} GD steps is not a multiple of '
-                         f'config.run.distill.steps = {run.distill.steps}')
+      run.distill.epochs = n // run.distill.steps  # A whole number (checked).
       results = train.run_or_load(run, os.path.join(workdir,
                                                     f'{mode}_steps{n}'))
       points.append({'init_mode': mode, 'gd_steps': n,
@@ -48,14 +48,19 @@ def run_figure3(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   return points
 
 
+def _outputs(workdir: str) -> list[str]:
+  """The figure's runs (<mode>_steps<n>/) and files in `workdir`."""
+  runs = [name for name in (os.listdir(workdir) if os.path.isdir(workdir)
+                            else ())
+          if name.startswith(('fixed_steps', 'random_steps'))]
+  return runs + [f'figure3.{ext}' for ext in ('json', 'csv', 'md', 'png')]
+
+
 def _write(points: list[dict], workdir: str, dataset: str) -> None:
-  atomic_files.write_json(os.path.join(workdir, 'figure3.json'), points)
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=list(points[0]))
-  writer.writeheader()
-  writer.writerows(points)
-  atomic_files.write_text(os.path.join(workdir, 'figure3.csv'),
-                          buf.getvalue())
+  workdir_lib.write_json(os.path.join(workdir, 'figure3.json'), points)
+  header = list(points[0])
+  workdir_lib.write_table(os.path.join(workdir, 'figure3'), *workdir_lib.table(
+      header, [[p[k] for k in header] for p in points]))
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for mode in sorted({p['init_mode'] for p in points}):
     ps = [p for p in points if p['init_mode'] == mode]

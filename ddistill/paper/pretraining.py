@@ -5,31 +5,25 @@ AlexNet read from that file (Table 3): every net of the pool shares its
 backbone and gets its own fresh classifier for the target's classes.
 """
 
+import os
 import time
 
 import jax
 import ml_collections
 import numpy as np
 
+from ddistill import config_checks
 from ddistill.models import alexnet
 from ddistill import evaluate
 from ddistill import inits
 from ddistill import pretrained
 from ddistill import train
+from ddistill import workdir as workdir_lib
 from ddistill.data import transfer
 
 
 def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """A pool of AlexNets with the file's ImageNet weights, new classifiers."""
-  for field in ('num_train', 'num_heldout'):
-    if int(config[field]) < 1:
-      raise ValueError(f'config.{field} = {config[field]} must be >= 1')
-  if config.model.name != 'alexnet':
-    raise ValueError(f'config.weights holds AlexNet weights, but '
-                     f'config.model.name = {config.model.name!r}')
-  if config.data.name not in transfer.SPECS:
-    raise ValueError(f'config.data.name = {config.data.name!r}: ImageNet '
-                     f'weights adapt to {sorted(transfer.SPECS)}')
   num_classes = transfer.SPECS[config.data.name].num_classes
   state = alexnet.read_torchvision_npz(config.weights)
   kernel_init = inits.kernel_initializer(config.model.init,
@@ -48,13 +42,28 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return info
 
 
-def run_pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
+POOL_OUTPUTS = ('params', 'info.json')
+
+
+def run_pretrain(config: ml_collections.ConfigDict, workdir: str,
+                 fresh: bool = False) -> dict:
+  """Makes the pool in `workdir`; returns its info (read back if made).
+
+  fresh: delete the pool already in `workdir` first.
+  """
+  config_checks.validate(config, 'pretrain')
+  workdir_lib.guard(workdir, config, fresh, outputs=POOL_OUTPUTS)
+  info = workdir_lib.read_json(os.path.join(workdir, 'info.json'))
+  if info is not None:
+    return info
   if config.weights:
     return pool_from_weights(config, workdir)
-  for field in ('num_train', 'num_heldout', 'epochs', 'batch_size',
-                'decay_every', 'nets_per_chunk'):
-    if int(config[field]) < 1:
-      raise ValueError(f'config.{field} = {config[field]} must be >= 1')
+  return pool_from_training(config, workdir)
+
+
+def pool_from_training(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict:
+  """Trains the pool's nets from random inits and tests each on the data."""
   start = time.time()
   data = train.load_data(config)
   model, _ = train.build_model(config, data.num_classes, data.image_shape)
@@ -66,20 +75,17 @@ def run_pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
     n = min(config.nets_per_chunk, total - first)
     chunks.append(jax.device_get(pretrained.pretrain(
         model, jax.random.fold_in(root, i), data.train_images,
-        data.train_labels, n, config.epochs, config.batch_size, config.lr,
-        config.decay_every, config.decay_factor, b1=config.b1)))
+        data.train_labels, n, config.epochs, config.batch_size,
+        config.optim.lr, config.optim.decay_every, config.optim.decay_factor,
+        b1=config.optim.b1)))
   nets = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
   pool = {'train': jax.tree.map(lambda a: a[:config.num_train], nets),
           'heldout': jax.tree.map(lambda a: a[config.num_train:], nets)}
   info = {'source': data.name, 'seconds': time.time() - start,
           'config': config.to_dict(), 'test_accuracy': {}}
   for split, params in pool.items():
-    # Zero GD steps: test each pretrained net as it is.
-    accs = evaluate.evaluate_set(apply_fn, params,
-                                 data.train_images[:1][None],
-                                 data.train_labels[:1][None],
-                                 np.zeros(0, np.float32), data.test_images,
-                                 data.test_labels)
+    accs = evaluate.accuracy(apply_fn, params, data.test_images,
+                             data.test_labels)
     info['test_accuracy'][split] = evaluate.summarize(accs)
   pretrained.save_pool(workdir, pool, info)
   return info

@@ -14,12 +14,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from ddistill import atomic_files
+from ddistill import config_checks
 from ddistill.paper import baseline_columns
+from ddistill.paper import baselines
 from ddistill.data import datasets
 from ddistill import inits
 from ddistill.paper import tables
 from ddistill import train
+from ddistill import workdir as workdir_lib
 
 
 def _baselines(config: ml_collections.ConfigDict, ds: ml_collections.ConfigDict,
@@ -35,19 +37,22 @@ def _baselines(config: ml_collections.ConfigDict, ds: ml_collections.ConfigDict,
                                   data.image_shape)
   selection_M = inits.sample_params(model, k_selection, b.selection_models,
                                     data.image_shape)
-  return baseline_columns.compute(b, ds.step_counts, data, apply_fn,
+  step_counts = workdir_lib.numbers(ds.step_counts, 'step_counts', int)
+  return baseline_columns.compute(b, step_counts, data, apply_fn,
                                   heldout_M, selection_M, k_sets,
                                   distilled_lrs, path)
 
 
-def run_table1(config: ml_collections.ConfigDict,
-               workdir: str) -> dict[str, dict[str, dict]]:
-  """Runs every row of the table; returns {dataset: {column: summary}}."""
-  names = [n.strip() for n in config.datasets.split(',') if n.strip()]
-  unknown = [n for n in names if n not in tables.TABLE1_PAPER]
-  if unknown:
-    raise ValueError(f'config.datasets: unknown {unknown}; Table 1 has '
-                     f'{sorted(tables.TABLE1_PAPER)}')
+def run_table1(config: ml_collections.ConfigDict, workdir: str,
+               fresh: bool = False) -> dict[str, dict[str, dict]]:
+  """Runs every row of the table; returns {dataset: {column: summary}}.
+
+  fresh: first delete every row and table already in `workdir`.
+  """
+  config_checks.validate(config, 'table1', knn_metrics=baselines.KNN_METRICS)
+  names = workdir_lib.names(config.datasets)
+  workdir_lib.guard(workdir, config, fresh, compare=train.without_runs,
+                    outputs=(*tables.TABLE1_PAPER, 'table1.md', 'table1.csv'))
   results = {}
   for name in names:
     ds = config[name]
@@ -62,8 +67,6 @@ def run_table1(config: ml_collections.ConfigDict,
                        os.path.join(folder, 'baselines.json'))
     results[name] = {'ours_fixed': fixed['test_accuracy'],
                      'ours_random': rand['test_accuracy'], **cells}
-  md, csv_text = tables.table1(results)
-  if jax.process_index() == 0:
-    atomic_files.write_text(os.path.join(workdir, 'table1.md'), md)
-    atomic_files.write_text(os.path.join(workdir, 'table1.csv'), csv_text)
+  workdir_lib.write_table(os.path.join(workdir, 'table1'),
+                          *tables.table1(results))
   return results

@@ -13,44 +13,41 @@ import jax
 import ml_collections
 import numpy as np
 
-from ddistill import atomic_files
+from ddistill import config_checks
 from ddistill.paper import baseline_columns
 from ddistill import evaluate
 from ddistill import pretrained
 from ddistill.paper import tables
 from ddistill import train
+from ddistill import workdir as workdir_lib
 
 
 ROWS = {'mnist_to_usps': ('mnist', 'usps'), 'usps_to_mnist': ('usps', 'mnist'),
         'svhn_to_mnist': ('svhn', 'mnist')}  # row -> (source, target)
 
 
-def _pool_dir(config, source: str) -> str:
-  path = os.path.join(config.pools_dir, source)
-  if not config.pools_dir or not os.path.isdir(os.path.join(path, 'params')):
-    raise FileNotFoundError(
-        f'no pretrained {source} pool at {path!r}: run `python -m '
-        f'experiments.pretrain --config configs/pretrain.py:{source} '
-        f'--workdir {path or "POOLS/" + source}` and set config.pools_dir')
-  return path
+def run_table2(config: ml_collections.ConfigDict, workdir: str,
+               fresh: bool = False) -> dict[str, dict[str, dict]]:
+  """Runs every row of the table; returns {row: {column: summary}}.
 
-
-def run_table2(config: ml_collections.ConfigDict,
-               workdir: str) -> dict[str, dict[str, dict]]:
-  rows = [r.strip() for r in config.rows.split(',') if r.strip()]
-  unknown = [r for r in rows if r not in ROWS]
-  if unknown:
-    raise ValueError(f'config.rows: unknown {unknown}; known: '
-                     f'{sorted(ROWS)}')
+  fresh: first delete every row and table already in `workdir`.
+  """
+  config_checks.validate(config, 'table2', rows=ROWS)
+  rows = workdir_lib.names(config.rows)
+  workdir_lib.guard(workdir, config, fresh, compare=train.without_runs,
+                    outputs=(*ROWS, 'table2.md', 'table2.csv'))
   results = {}
   for row in rows:
-    source, _ = ROWS[row]
+    source, target = ROWS[row]
     folder = os.path.join(workdir, row)
     os.makedirs(folder, exist_ok=True)
-    pool_dir = _pool_dir(config, source)
+    pool_dir = workdir_lib.pool_dir(config.pools_dir, source,
+                                    f'--config configs/pretrain.py:{source}')
     runs = {}
     for mode in ('fixed', 'random'):
-      run = ml_collections.ConfigDict(config.runs[row][mode].to_dict())
+      run = ml_collections.ConfigDict(config.run.to_dict())
+      run.data.name = target
+      run.distill.init_mode = f'{mode}_pretrained'
       run.distill.pretrained_dir = run.distill.pretrained_dir or pool_dir
       run.eval.num_models = config.num_models
       runs[mode] = run
@@ -67,21 +64,18 @@ def run_table2(config: ml_collections.ConfigDict,
     distilled_lrs = np.load(os.path.join(folder, 'ours_random',
                                          'distilled.npz'))['lrs']
     cells = baseline_columns.compute(
-        config.baselines, config.passes, data, apply_fn, heldout_M,
+        config.baselines, workdir_lib.numbers(config.passes, 'passes', int),
+        data, apply_fn, heldout_M,
         selection_M, jax.random.key(config.seed), distilled_lrs,
         os.path.join(folder, 'baselines.json'), knn=False,
         minibatches=runs['random'].distill.steps)
-    no_adapt = evaluate.evaluate_set(
-        apply_fn, heldout_M, data.train_images[:1][None],
-        data.train_labels[:1][None], np.zeros(0, np.float32),
-        data.test_images, data.test_labels)
+    no_adapt = evaluate.accuracy(apply_fn, heldout_M, data.test_images,
+                                 data.test_labels)
     results[row].update(cells)
     results[row]['no_adaptation'] = evaluate.summarize(no_adapt)
     results[row]['full_target'] = baseline_columns.full_target(
         config, model, apply_fn, heldout_M, data,
         os.path.join(folder, 'full_target.json'))
-  md, csv_text = tables.table2(results)
-  if jax.process_index() == 0:
-    atomic_files.write_text(os.path.join(workdir, 'table2.md'), md)
-    atomic_files.write_text(os.path.join(workdir, 'table2.csv'), csv_text)
+  workdir_lib.write_table(os.path.join(workdir, 'table2'),
+                          *tables.table2(results))
   return results

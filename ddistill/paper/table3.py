@@ -16,37 +16,32 @@ import jax
 import ml_collections
 import numpy as np
 
-from ddistill import atomic_files
+from ddistill import config_checks
 from ddistill.paper import baseline_columns
 from ddistill import pretrained
 from ddistill.paper import tables
 from ddistill import train
+from ddistill import workdir as workdir_lib
 from ddistill.data import transfer
 
 
-def _pool_dir(config, target: str) -> str:
-  path = os.path.join(config.pools_dir, target)
-  if not config.pools_dir or not os.path.isdir(os.path.join(path, 'params')):
-    raise FileNotFoundError(
-        f'no ImageNet AlexNet pool for {target} at {path!r}: run `python -m '
-        'experiments.pretrain --config configs/pretrain.py:imagenet_alexnet '
-        f'--config.weights=alexnet.npz --config.data.name={target} '
-        f'--workdir {path or "POOLS/" + target}` and set config.pools_dir')
-  return path
+def run_table3(config: ml_collections.ConfigDict, workdir: str,
+               fresh: bool = False) -> dict[str, dict[str, dict]]:
+  """Runs every row of the table; returns {target: {column: summary}}.
 
-
-def run_table3(config: ml_collections.ConfigDict,
-               workdir: str) -> dict[str, dict[str, dict]]:
-  rows = [r.strip() for r in config.rows.split(',') if r.strip()]
-  unknown = [r for r in rows if r not in transfer.SPECS]
-  if unknown:
-    raise ValueError(f'config.rows: unknown {unknown}; known: '
-                     f'{sorted(transfer.SPECS)}')
+  fresh: first delete every row and table already in `workdir`.
+  """
+  config_checks.validate(config, 'table3')
+  rows = workdir_lib.names(config.rows)
+  workdir_lib.guard(workdir, config, fresh, compare=train.without_runs,
+                    outputs=(*transfer.SPECS, 'table3.md', 'table3.csv'))
   results = {}
   for row in rows:
     folder = os.path.join(workdir, row)
     os.makedirs(folder, exist_ok=True)
-    pool_dir = _pool_dir(config, row)
+    pool_dir = workdir_lib.pool_dir(
+        config.pools_dir, row, '--config configs/pretrain.py:imagenet_alexnet '
+        f'--config.weights=alexnet.npz --config.data.name={row}')
     run = ml_collections.ConfigDict(config.run.to_dict())
     run.data.name = row
     run.distill.pretrained_dir = run.distill.pretrained_dir or pool_dir
@@ -60,15 +55,14 @@ def run_table3(config: ml_collections.ConfigDict,
     distilled_lrs = np.load(os.path.join(folder, 'ours',
                                          'distilled.npz'))['lrs']
     cells = baseline_columns.compute(
-        config.baselines, config.gd_steps, data, apply_fn, net_M, net_M,
+        config.baselines, workdir_lib.numbers(config.gd_steps, 'gd_steps', int),
+        data, apply_fn, net_M, net_M,
         jax.random.key(config.seed), distilled_lrs,
         os.path.join(folder, 'baselines.json'), knn=False, kmeans=False)
     results[row] = {'ours': ours['test_accuracy'], **cells}
     results[row]['full_target'] = baseline_columns.full_target(
         config, model, apply_fn, net_M, data,
         os.path.join(folder, 'full_target.json'))
-  md, csv_text = tables.table3(results)
-  if jax.process_index() == 0:
-    atomic_files.write_text(os.path.join(workdir, 'table3.md'), md)
-    atomic_files.write_text(os.path.join(workdir, 'table3.csv'), csv_text)
+  workdir_lib.write_table(os.path.join(workdir, 'table3'),
+                          *tables.table3(results))
   return results

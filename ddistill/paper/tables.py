@@ -1,10 +1,9 @@
 """The paper's tables as Markdown and CSV, our figures beside the paper's."""
 
-import csv
-import io
-import json
 import os
 from typing import Optional
+
+from ddistill import workdir as workdir_lib
 
 # Table 1: test accuracy (%) with ten images per class.
 TABLE1_COLUMNS = (
@@ -63,13 +62,7 @@ def table1(results: dict[str, dict[str, dict]]) -> tuple[str, str]:
     paper = TABLE1_PAPER.get(name, {})
     rows.append([label, 'paper'] + [_paper(paper[key]) if key in paper else
                                     '' for key, _ in TABLE1_COLUMNS])
-  md = ['| ' + ' | '.join(header) + ' |',
-        '|' + '---|' * len(header)]
-  md += ['| ' + ' | '.join(r) + ' |' for r in rows]
-  md += ['', TABLE1_NOTE]
-  buf = io.StringIO()
-  csv.writer(buf).writerows([header] + rows)
-  return '\n'.join(md) + '\n', buf.getvalue()
+  return workdir_lib.table(header, rows, TABLE1_NOTE)
 
 
 # Table 4: final average accuracy (%) over all tasks; None: not in the paper.
@@ -86,14 +79,15 @@ TABLE4_ROWS = (  # (variant workdir, memory per task, method, paper MNIST, C100)
 )
 
 
-def table4_from_runs(runs_dir: str) -> str:
-  """Markdown Table 4 from `<runs_dir>/<variant>/results.json` files.
+def table4_from_runs(runs_dir: str) -> tuple[str, str]:
+  """Markdown and CSV of Table 4 from `<runs_dir>/<variant>/results.json`.
 
   Permuted MNIST reads `<variant>`, CIFAR-100 `cifar100_<variant>`
   (the variants of configs/continual.py).
   """
-  lines = ['| memory / task | method | permuted MNIST, ours | paper | '
-           'CIFAR-100, ours | paper |', '|---|---|---|---|---|---|']
+  header = ['memory / task', 'method', 'permuted MNIST, ours', 'paper',
+            'CIFAR-100, ours', 'paper']
+  rows = []
   fmt = lambda v: '—' if v is None else f'{v:.1f}'
   for variant, memory, method, paper_mnist, paper_c100 in TABLE4_ROWS:
     mnist = _table4_cell(runs_dir, variant, 'not run')
@@ -101,17 +95,15 @@ def table4_from_runs(runs_dir: str) -> str:
       mnist = '— (class-incremental only)'
     c100 = _table4_cell(runs_dir, f'cifar100_{variant}',
                         'not run (no CIFAR-100 offline)')
-    lines.append(f'| {memory} | {method} | {mnist} | {fmt(paper_mnist)} | '
-                 f'{c100} | {fmt(paper_c100)} |')
-  return '\n'.join(lines) + '\n'
+    rows.append([memory, method, mnist, fmt(paper_mnist), c100,
+                 fmt(paper_c100)])
+  return workdir_lib.table(header, rows)
 
 
 def _table4_cell(runs_dir: str, variant: str, missing: str) -> str:
-  path = os.path.join(runs_dir, variant, 'results.json')
-  if not os.path.exists(path):
+  r = workdir_lib.read_json(os.path.join(runs_dir, variant, 'results.json'))
+  if r is None:
     return missing
-  with open(path) as f:
-    r = json.load(f)
   acc = r['final_accuracy']
   return (f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} "
           f"({acc['n_seeds']} seeds; {_setting(r['best_setting'])}"
@@ -165,6 +157,10 @@ TABLE2_PAPER = {
 TABLE2_LABELS = {'mnist_to_usps': 'MNIST → USPS',
                  'usps_to_mnist': 'USPS → MNIST',
                  'svhn_to_mnist': 'SVHN → MNIST'}
+TABLE2_NOTE = (
+    'Test accuracy on the target test set, %, mean ± std over held-out '
+    'pretrained nets (n; times sets for the baselines). Baselines: best lr '
+    'and number of passes {1, 3, 5}.')
 
 
 def table2(results: dict[str, dict[str, dict]]) -> tuple[str, str]:
@@ -180,14 +176,7 @@ def table2(results: dict[str, dict[str, dict]]) -> tuple[str, str]:
                                    for k, _ in TABLE2_COLUMNS])
     rows.append([label, 'paper'] + [_paper(paper[k])
                                     for k, _ in TABLE2_COLUMNS])
-  md = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  md += ['| ' + ' | '.join(r) + ' |' for r in rows]
-  md += ['', 'Test accuracy on the target test set, %, mean ± std over '
-         'held-out pretrained nets (n; times sets for the baselines). '
-         'Baselines: best lr and number of passes {1, 3, 5}.']
-  buf = io.StringIO()
-  csv.writer(buf).writerows([header] + rows)
-  return '\n'.join(md) + '\n', buf.getvalue()
+  return workdir_lib.table(header, rows, TABLE2_NOTE)
 
 
 TABLE3_COLUMNS = (
@@ -207,6 +196,11 @@ TABLE3_PAPER = {
 }
 TABLE3_LABELS = {'voc2007': 'PASCAL-VOC 2007 (object crops)',
                  'cub200': 'CUB-200-2011'}
+TABLE3_NOTE = (
+    'Test accuracy on the target test set, %, of an ImageNet AlexNet adapted '
+    'with one image per class. Ours: one step applied 3 times with learned '
+    'lrs. Baselines: best lr and number of GD steps {1, 3, 5}, mean ± std '
+    'over sets (n).')
 
 
 def table3(results: dict[str, dict[str, dict]]) -> tuple[str, str]:
@@ -220,12 +214,4 @@ def table3(results: dict[str, dict[str, dict]]) -> tuple[str, str]:
         for k, _ in TABLE3_COLUMNS])
     rows.append([TABLE3_LABELS[row], 'paper'] + [
         _paper(paper[k]) for k, _ in TABLE3_COLUMNS])
-  md = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  md += ['| ' + ' | '.join(r) + ' |' for r in rows]
-  md += ['', 'Test accuracy on the target test set, %, of an ImageNet '
-         'AlexNet adapted with one image per class. Ours: one step applied '
-         '3 times with learned lrs. Baselines: best lr and number of GD '
-         'steps {1, 3, 5}, mean ± std over sets (n).']
-  buf = io.StringIO()
-  csv.writer(buf).writerows([header] + rows)
-  return '\n'.join(md) + '\n', buf.getvalue()
+  return workdir_lib.table(header, rows, TABLE3_NOTE)

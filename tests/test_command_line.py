@@ -1,0 +1,62 @@
+"""The experiments' mains at the command line: one shared flags helper, and a
+problem the user can fix ends with one line and exit status 2."""
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MAINS = sorted(p for p in (ROOT / 'experiments').glob('*.py')
+               if p.name not in ('__init__.py', 'flags.py'))
+
+
+def _run(module, *args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_every_main_runs_through_the_flags_helper():
+  assert len(MAINS) >= 10, MAINS
+  for path in MAINS:
+    tree = ast.parse(path.read_text())
+    calls = {ast.unparse(node.func) for node in ast.walk(tree)
+             if isinstance(node, ast.Call)}
+    assert 'flags.run' in calls and 'flags.define' in calls, path.name
+    assert 'app.run' not in calls, path.name
+
+
+@pytest.mark.parametrize('args, message', [
+    # A value config_checks refuses, found before anything is computed.
+    (['--config.distill.steps=0'], 'error: config.distill.steps = 0 must be'),
+    # A field the config lacks.
+    (['--config.distill.no_such_field=1'],
+     "error: the config has no field 'no_such_field'"),
+    # Data that is not there.
+    (['--config.data.source=local', '--config.data.data_dir=/no/such/dir'],
+     'error: /no/such/dir/mnist: folder not found'),
+])
+def test_a_bad_config_or_data_prints_one_line_and_exits_with_status_2(
+    tmp_path, args, message):
+  workdir = tmp_path / 'never'
+  run = _run('experiments.mnist', '--config', 'configs/mnist.py:quick',
+             '--workdir', str(workdir), *args)
+  assert run.returncode == 2, run.stderr[-2000:]
+  errors = [line for line in run.stderr.splitlines()
+            if not line.startswith(('I', 'W'))]  # absl's log lines.
+  assert len(errors) == 1 and errors[0].startswith(message), run.stderr
+  assert 'Traceback' not in run.stderr
+  if 'data_dir' not in args[-1]:  # Config errors come before the workdir.
+    assert not workdir.exists()
+
+
+def test_traceback_flag_shows_the_traceback(tmp_path):
+  run = _run('experiments.mnist', '--config', 'configs/mnist.py:quick',
+             '--workdir', str(tmp_path / 'never'),
+             '--config.distill.steps=0', '--traceback')
+  assert run.returncode != 0
+  assert 'Traceback' in run.stderr and 'ConfigError' in run.stderr
