@@ -141,16 +141,20 @@ def test_icarl_distillation_reduces_forgetting(mnist):
 
 
 def _learnable_cifar100(builder, split, **kwargs):
-  """tfds's CIFAR-100 source under mock_data, made learnable: the first 10
-  classes as blocky colour patterns under pixel noise (60 train, 20 test
-  images each)."""
+  """tfds's CIFAR-100 source under mock_data, made learnable: its first 10
+  classes as waves of 5 orientations and 2 periods, at random phases, under
+  pixel noise (200 train, 20 test images each)."""
   del builder, kwargs
-  rng = np.random.default_rng(0)
-  patterns = rng.uniform(40, 215, (10, 4, 4, 3)).repeat(8, 1).repeat(8, 2)
-  labels = np.repeat(np.arange(10), 60 if split == 'train' else 20)
-  noise = np.random.default_rng(split == 'train').normal(
-      0, 40, (len(labels), 32, 32, 3))
-  images = np.clip(patterns[labels] + noise, 0, 255).astype(np.uint8)
+  labels = np.repeat(np.arange(10), 200 if split == 'train' else 20)
+  rng = np.random.default_rng(split == 'train')
+  angle = (np.pi / 5 * (labels % 5))[:, None, None]
+  period = np.where(labels < 5, 4.0, 8.0)[:, None, None]
+  phase = rng.uniform(0, 2 * np.pi, (len(labels), 1, 1))
+  yy, xx = np.mgrid[:32, :32]
+  wave = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) /
+                period + phase)
+  images = 128 + 80 * wave[..., None] + rng.normal(0, 30, (*wave.shape, 3))
+  images = np.clip(images, 0, 255).astype(np.uint8)
   return [{'image': x, 'label': y} for x, y in zip(images, labels)]
 
 

@@ -26,6 +26,8 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Mains that take positional arguments, and how many.
+POSITIONALS = {'experiments.export': 1}
 COMMAND = re.compile(r'python3?\s+-m\s+experiments\.')
 
 # Commands that must fail, checked in the same subprocess (before the docs'
@@ -289,7 +291,7 @@ def _parse_all(commands: list) -> list:
       try:
         flag_values.unparse_flags()
         rest = flag_values(sys.argv)
-        if len(rest) > 1:
+        if len(rest) > 1 + POSITIONALS.get(module, 0):
           raise ValueError(f'arguments that are not flags: {rest[1:]}')
         if 'config' in own:
           _validate(module, flag_values['config'].value)
