@@ -259,14 +259,13 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                ) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
-  state: {'distilled': Distilled, 'opt_state': ..., 'step': iteration}
-  ('step' is read only by `batch_indices`); `params0_I` holds the
-  initializations of this iteration, stacked on axis 0 (only the first
-  `num_valid` count, if given).
+  state: {'distilled': ..., 'opt_state': ..., 'step': iteration ('step' is
+  read only by `batch_indices`)}; params0_I: this iteration's inits, stacked
+  on axis 0 (only the first `num_valid` count, if given).
   batch_indices: (key, step) -> indices [B] of the real batch (default: B
   drawn with replacement); augment: (key, x_BxHxWxC) -> transformed batch.
-  truncate_window: W > 0 unrolls to an end step drawn uniformly from
-  [W, T] and differentiates its last W steps (`train_truncated`).
+  truncate_window: W > 0 differentiates the last W steps up to an end step
+  drawn uniformly from [W, T] (`train_truncated`).
   siamese_augment: (key, x_BxHxWxC) -> transformed batch, applied with one
   key to the real batch and to the distilled images (DSA, augment.DSA).
   """
@@ -299,11 +298,9 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   updates, opt_state = optimizer.update(grads, state['opt_state'],
                                         state['distilled'])
   distilled = optax.apply_updates(state['distilled'], updates)
-  metrics = {
-      'loss': loss,
-      'grad_norm_images': optax.tree.norm(grads['images']),
-      'grad_norm_lrs': optax.tree.norm(grads['raw_lrs']),
-  }
+  metrics = {'loss': loss,
+             'grad_norm_images': optax.tree.norm(grads['images']),
+             'grad_norm_lrs': optax.tree.norm(grads['raw_lrs'])}
   if 'label_logits' in grads:
     metrics['grad_norm_labels'] = optax.tree.norm(grads['label_logits'])
   return {'distilled': distilled, 'opt_state': opt_state}, metrics

@@ -57,3 +57,15 @@ def test_the_check_sees_a_lazy_import(tmp_path):
   path = tmp_path / 'lazy.py'
   path.write_text('def f():\n  from ddistill.paper import table1\n')
   assert 'ddistill.paper.table1' in _imports(path)
+
+
+def test_no_function_in_the_library_or_the_mains_is_over_60_lines():
+  long = []
+  for path in [*PACKAGE.rglob('*.py'), *(PACKAGE.parent / 'experiments').glob(
+      '*.py')]:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        lines = node.end_lineno - node.lineno + 1
+        if lines > 60:
+          long.append(f'{path.name}:{node.name} ({lines} lines)')
+  assert not long, long

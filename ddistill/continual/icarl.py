@@ -58,10 +58,7 @@ def _distillation(out_NxC, target_NxC, mask_NxC):
   return jnp.sum(kl, -1)
 
 
-def run_stream(config: ml_collections.ConfigDict,
-               stream: streams.SplitStream, model, key: jax.Array,
-               log: Optional[Callable[[str], None]] = None) -> np.ndarray:
-  """Trains iCaRL on a class-incremental stream; returns R [tasks, tasks]."""
+def _exemplars_per_class(config, stream) -> int:
   if not isinstance(stream, streams.SplitStream):
     raise ValueError('icarl needs a class-incremental stream '
                      "(config.stream = 'split_cifar100'); every permuted-MNIST "
@@ -71,22 +68,12 @@ def run_stream(config: ml_collections.ConfigDict,
     raise ValueError(f'config.memory_per_task = {config.memory_per_task} is '
                      f'less than one exemplar for each of the '
                      f'{stream.classes_per_task} classes of a task')
-  num_tasks, K = len(stream), stream.classes_per_task
-  num_classes = stream.data.num_classes
-  shape = tuple(stream.task(0).train_x.shape[1:])
-  net = learners.make_net(model, shape)
-  apply = lambda flat, x: model.apply({'params': net.unravel(flat)}, x)
-  k_init, k_order, k_pick = jax.random.split(key, 3)
-  flat = net.init(k_init)
-  lr, reg, bs = config.lr, config.icarl_reg, config.batch_size
+  return per_class
 
-  # Exemplars of every task in fixed-shape arrays, so one compiled step
-  # serves all tasks; `seen_T` marks the tasks stored so far.
-  mem_x = np.zeros((num_tasks, K, per_class) + shape, np.float32)
-  mem_out = np.zeros((num_tasks, K, per_class, num_classes), np.float32)
-  masks_TxC = np.stack([streams.class_mask(stream.task(t), num_classes)
-                        for t in range(num_tasks)])
-  seen_T = np.zeros(num_tasks, bool)
+
+def _make_step(config, net, apply, masks_TxC, K, per_class, shape):
+  """One compiled SGD step on the current task plus the exemplars' KL."""
+  num_tasks = masks_TxC.shape[0]
 
   @jax.jit
   def step(flat, x, y, mask_C, mem_x, mem_out, seen_T, key):
@@ -103,37 +90,68 @@ def run_stream(config: ml_collections.ConfigDict,
       kl_TxK = _distillation(out, ex_out, masks_TxC[:, None])
       # Mean over a task's exemplars, summed over stored tasks (GEM's code).
       kl_T = jnp.mean(kl_TxK, axis=1)
-      return current + reg * jnp.sum(jnp.where(seen_T, kl_T, 0.))
+      return current + config.icarl_reg * jnp.sum(jnp.where(seen_T, kl_T, 0.))
 
-    return flat - lr * jax.grad(loss)(flat)
+    return flat - config.lr * jax.grad(loss)(flat)
 
+  return step
+
+
+def _store_exemplars(outputs, flat, t, task, memory, per_class):
+  """Herds task t's exemplars, then refreshes every stored target."""
+  mem_x, mem_out, seen_T = memory
+  shape = mem_x.shape[3:]
+  _, K, _, num_classes = mem_out.shape
+  for k, c in enumerate(task.classes):
+    x_c = task.train_x[task.train_y == c]
+    if not len(x_c):
+      raise ValueError(f'task {t} has no training images of class {c}')
+    out_c = _batched(outputs, flat, x_c)[:, np.asarray(task.classes)]
+    picks = herding(out_c, min(per_class, len(x_c)))
+    # A class with fewer images than slots repeats its picks (fixed shapes).
+    mem_x[t, k] = x_c[np.resize(picks, per_class)]
+  seen_T[t] = True
+  for s in range(t + 1):  # Targets for distillation: today's outputs.
+    mem_out[s] = _batched(outputs, flat, mem_x[s].reshape(
+        (-1,) + shape)).reshape(K, per_class, num_classes)
+
+
+def run_stream(config: ml_collections.ConfigDict,
+               stream: streams.SplitStream, model, key: jax.Array,
+               log: Optional[Callable[[str], None]] = None) -> np.ndarray:
+  """Trains iCaRL on a class-incremental stream; returns R [tasks, tasks]."""
+  per_class = _exemplars_per_class(config, stream)
+  num_tasks, K = len(stream), stream.classes_per_task
+  num_classes = stream.data.num_classes
+  shape = tuple(stream.task(0).train_x.shape[1:])
+  net = learners.make_net(model, shape)
+  apply = lambda flat, x: model.apply({'params': net.unravel(flat)}, x)
+  k_init, k_order, k_pick = jax.random.split(key, 3)
+  flat = net.init(k_init)
+  # Exemplars of every task in fixed-shape arrays, so one compiled step
+  # serves all tasks; `seen_T` marks the tasks stored so far.
+  mem_x = np.zeros((num_tasks, K, per_class) + shape, np.float32)
+  mem_out = np.zeros((num_tasks, K, per_class, num_classes), np.float32)
+  seen_T = np.zeros(num_tasks, bool)
+  masks_TxC = np.stack([streams.class_mask(stream.task(t), num_classes)
+                        for t in range(num_tasks)])
+  step = _make_step(config, net, apply, masks_TxC, K, per_class, shape)
   outputs = jax.jit(apply)
   R = np.zeros((num_tasks, num_tasks))
   for t in range(num_tasks):
     task = stream.task(t)
-    mask = masks_TxC[t]
     order = np.asarray(jax.random.permutation(jax.random.fold_in(k_order, t),
                                               len(task.train_x)))
     k_t = jax.random.fold_in(k_pick, t)
-    for i, start in enumerate(range(0, len(order), bs)):
-      idx = order[start:start + bs]
-      flat = step(flat, task.train_x[idx], task.train_y[idx], mask, mem_x,
-                  mem_out, seen_T, jax.random.fold_in(k_t, i))
+    for i, start in enumerate(range(0, len(order), config.batch_size)):
+      idx = order[start:start + config.batch_size]
+      flat = step(flat, task.train_x[idx], task.train_y[idx], masks_TxC[t],
+                  mem_x, mem_out, seen_T, jax.random.fold_in(k_t, i))
     if not np.all(np.isfinite(np.asarray(flat))):
-      raise FloatingPointError(f'non-finite weights after task {t} '
-                               f'(icarl, lr {lr}, icarl_reg {reg})')
-    for k, c in enumerate(task.classes):
-      x_c = task.train_x[task.train_y == c]
-      if not len(x_c):
-        raise ValueError(f'task {t} has no training images of class {c}')
-      out_c = _batched(outputs, flat, x_c)[:, np.asarray(task.classes)]
-      picks = herding(out_c, min(per_class, len(x_c)))
-      # A class with fewer images than slots repeats its picks (fixed shapes).
-      mem_x[t, k] = x_c[np.resize(picks, per_class)]
-    seen_T[t] = True
-    for s in range(t + 1):  # Targets for distillation: today's outputs.
-      mem_out[s] = _batched(outputs, flat, mem_x[s].reshape(
-          (-1,) + shape)).reshape(K, per_class, num_classes)
+      raise FloatingPointError(f'non-finite weights after task {t} (icarl, '
+                               f'lr {config.lr}, icarl_reg {config.icarl_reg})')
+    _store_exemplars(outputs, flat, t, task, (mem_x, mem_out, seen_T),
+                     per_class)
     # mem_out holds today's outputs on every stored exemplar: class means.
     R[t] = [_accuracy(outputs, flat, stream.task(j), mem_out[j].mean(1),
                       seen_T[j]) for j in range(num_tasks)]

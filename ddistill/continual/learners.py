@@ -125,24 +125,9 @@ def _ewc_fisher(net: Net, flat, x, y, mask) -> jax.Array:
 MemoryFn = Callable[[int, streams.Task], tuple[np.ndarray, np.ndarray]]
 
 
-def run_stream(config: ml_collections.ConfigDict, stream, model,
-               key: jax.Array, make_memory: Optional[MemoryFn] = None,
-               log: Optional[Callable[[str], None]] = None) -> np.ndarray:
-  """Trains one learner on the stream; returns R [tasks, tasks].
-
-  make_memory(t, task): GEM's memory for task t; by default
-  `config.memory_per_task` random training examples.
-  """
-  if config.method not in METHODS:
-    raise ValueError(f'config.method {config.method!r}; known: {METHODS}')
-  num_tasks = len(stream)
-  first = stream.task(0)
-  num_classes = stream.data.num_classes
-  shape = tuple(first.train_x.shape[1:])
-  net = make_net(model, shape)
-  k_init, k_order, k_mem = jax.random.split(key, 3)
-  flat = net.init(k_init)
-  lr, bs = config.lr, config.batch_size
+def _sgd_steps(net: Net, config: ml_collections.ConfigDict):
+  """The compiled updates: SGD with EWC's penalty, and GEM's pieces."""
+  lr = config.lr
 
   @jax.jit
   def sgd(flat, x, y, mask, anchors_TxP, fisher_TxP):
@@ -154,40 +139,66 @@ def run_stream(config: ml_collections.ConfigDict, stream, model,
   grad = jax.jit(jax.grad(net.loss))
   mem_grads = jax.jit(jax.vmap(jax.grad(net.loss), in_axes=(None, 0, 0, 0)))
   update = jax.jit(lambda flat, g: flat - lr * g)
+  return sgd, grad, mem_grads, update
 
-  size = flat.shape[0]
-  anchors = jnp.zeros((num_tasks, size))
-  fisher = jnp.zeros((num_tasks, size))
-  mem_x, mem_y, mem_masks = [], [], []
+
+def _one_pass(config, steps, flat, t, task, mask, order, memory, anchors,
+              fisher):
+  """One pass over task t's training data in minibatches."""
+  sgd, grad, mem_grads, update = steps
+  mem_x, mem_y, mem_masks = memory
+  for start in range(0, len(order), config.batch_size):
+    idx = order[start:start + config.batch_size]
+    x, y = task.train_x[idx], task.train_y[idx]
+    if config.method == 'gem' and mem_x:
+      g = grad(flat, x, y, mask)
+      G = mem_grads(flat, np.stack(mem_x), np.stack(mem_y),
+                    np.stack(mem_masks))
+      flat = update(flat, gem.project(np.asarray(g), np.asarray(G),
+                                      config.gem_margin))
+    else:
+      flat = sgd(flat, x, y, mask, anchors, fisher)
+  if not np.all(np.isfinite(np.asarray(flat))):
+    raise FloatingPointError(f'non-finite weights after task {t} '
+                             f'({config.method}, lr {config.lr})')
+  return flat
+
+
+def run_stream(config: ml_collections.ConfigDict, stream, model,
+               key: jax.Array, make_memory: Optional[MemoryFn] = None,
+               log: Optional[Callable[[str], None]] = None) -> np.ndarray:
+  """Trains one learner on the stream; returns R [tasks, tasks].
+
+  make_memory(t, task): GEM's memory for task t; by default
+  `config.memory_per_task` random training examples.
+  """
+  if config.method not in METHODS:
+    raise ValueError(f'config.method {config.method!r}; known: {METHODS}')
+  num_tasks = len(stream)
+  num_classes = stream.data.num_classes
+  net = make_net(model, tuple(stream.task(0).train_x.shape[1:]))
+  steps = _sgd_steps(net, config)
+  k_init, k_order, k_mem = jax.random.split(key, 3)
+  flat = net.init(k_init)
+  anchors = jnp.zeros((num_tasks, flat.shape[0]))
+  fisher = jnp.zeros((num_tasks, flat.shape[0]))
+  memory = ([], [], [])  # GEM's images, labels and class masks, per task.
   R = np.zeros((num_tasks, num_tasks))
   for t in range(num_tasks):
     task = stream.task(t)
     mask = streams.class_mask(task, num_classes)
     order = np.asarray(jax.random.permutation(jax.random.fold_in(k_order, t),
                                               len(task.train_x)))
-    for start in range(0, len(order), bs):
-      idx = order[start:start + bs]
-      x, y = task.train_x[idx], task.train_y[idx]
-      if config.method == 'gem' and mem_x:
-        g = grad(flat, x, y, mask)
-        G = mem_grads(flat, np.stack(mem_x), np.stack(mem_y),
-                      np.stack(mem_masks))
-        flat = update(flat, gem.project(np.asarray(g), np.asarray(G),
-                                        config.gem_margin))
-      else:
-        flat = sgd(flat, x, y, mask, anchors, fisher)
-    if not np.all(np.isfinite(np.asarray(flat))):
-      raise FloatingPointError(f'non-finite weights after task {t} '
-                               f'({config.method}, lr {lr})')
+    flat = _one_pass(config, steps, flat, t, task, mask, order, memory,
+                     anchors, fisher)
     k_t = jax.random.fold_in(k_mem, t)
     if config.method == 'gem':
       if make_memory is None:
         mx, my = real_memory(task, k_t, config.memory_per_task)
       else:
         mx, my = make_memory(t, task)
-      mem_x.append(mx)
-      mem_y.append(my)
-      mem_masks.append(mask)
+      for store, item in zip(memory, (mx, my, mask)):
+        store.append(item)
     elif config.method == 'ewc' and config.ewc_lambda > 0:
       ex, ey = real_memory(task, k_t, min(config.ewc_samples,
                                           len(task.train_x)))
