@@ -45,6 +45,8 @@ def strong(variant: str) -> ml_collections.ConfigDict:
   if variant == 'strong_random':
     config = get_config('official_random')
     config.distill.epochs = 20  # Longer unrolls help random inits most.
+    config.num_iterations = 700  # Sized for the 60-minute CPU budget.
+    config.eval_every = 100  # A curve of accuracy against iterations.
   else:
     config = get_config('official_fixed')
     config.distill.steps = 1  # One batch of 10 images...
