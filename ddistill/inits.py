@@ -1,7 +1,5 @@
 """Weight initializations, matching PyTorch's `nn.init` (biases are zero)."""
 
-from typing import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -35,29 +33,34 @@ def kernel_initializer(name: str, gain: float = 1.0) -> Initializer:
 QUICK_COMPILE = {'xla_backend_optimization_level': 0}
 
 
-def compile_quickly(fn: Callable, example_key: jax.Array, **jit_kwargs):
-  """fn (of one key) jit-compiled without LLVM optimization."""
-  return jax.jit(fn, **jit_kwargs).lower(example_key).compile(
-      compiler_options=QUICK_COMPILE)
+def _init(model: nn.Module, key: jax.Array, image_shape: tuple[int, ...]):
+  dummy_1xHxWxC = jnp.zeros((1, *image_shape), jnp.float32)
+  return model.init(key, dummy_1xHxWxC)['params']
 
 
-def _draw(fn: Callable, key: jax.Array):
-  # Inside a caller's trace, fn joins the caller's program.
-  if isinstance(key, jax.core.Tracer):
-    return fn(key)
-  return compile_quickly(fn, key)(key)
+def _sample(model: nn.Module, key: jax.Array, num: int,
+            image_shape: tuple[int, ...]):
+  keys = jax.random.split(key, num)
+  return jax.vmap(lambda k: _init(model, k, image_shape))(keys)
+
+
+# jax takes compiler options on top-level jits only: called inside a caller's
+# trace, a draw joins the caller's program instead.
+_quick_init = jax.jit(_init, static_argnums=(0, 2),
+                      compiler_options=QUICK_COMPILE)
+_quick_sample = jax.jit(_sample, static_argnums=(0, 2, 3),
+                        compiler_options=QUICK_COMPILE)
 
 
 def init_params(model: nn.Module, key: jax.Array,
                 image_shape: tuple[int, ...]):
   """One draw of `model`'s parameters for images of `image_shape` (HWC)."""
-  dummy_1xHxWxC = jnp.zeros((1, *image_shape), jnp.float32)
-  return _draw(lambda k: model.init(k, dummy_1xHxWxC)['params'], key)
+  draw = _init if isinstance(key, jax.core.Tracer) else _quick_init
+  return draw(model, key, tuple(image_shape))
 
 
 def sample_params(model: nn.Module, key: jax.Array, num: int,
                   image_shape: tuple[int, ...]):
   """`num` independent draws, stacked on a leading axis."""
-  dummy_1xHxWxC = jnp.zeros((1, *image_shape), jnp.float32)
-  draw_one = lambda k: model.init(k, dummy_1xHxWxC)['params']
-  return _draw(lambda k: jax.vmap(draw_one)(jax.random.split(k, num)), key)
+  draw = _sample if isinstance(key, jax.core.Tracer) else _quick_sample
+  return draw(model, key, num, tuple(image_shape))

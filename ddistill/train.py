@@ -303,9 +303,9 @@ def _init_sampler(config: ml_collections.ConfigDict, model, image_shape,
     draw = lambda key: jax.tree.map(
         lambda a: a[jax.random.choice(key, size, (num_valid,),
                                       replace=False)], pool)
-  sample_inits = inits.compile_quickly(
-      lambda key: jax.tree.map(pad, draw(key)), jax.random.key(0),
-      out_shardings=inits_sharding)
+  sample_inits = jax.jit(lambda key: jax.tree.map(pad, draw(key)),
+                         out_shardings=inits_sharding,
+                         compiler_options=inits.QUICK_COMPILE)
   return sample_inits, inits_sharding, num_valid
 
 
