@@ -33,6 +33,7 @@ setup(
     ],
     extras_require={
         'test': ['pytest>=8.0', 'pytest-xdist>=3.5', 'nbclient>=0.10',
-                 'nbformat>=5.9', 'ipykernel>=6.29'],
+                 'nbformat>=5.9', 'ipykernel>=6.29',
+                 'filelock>=3.12'],  # Lets jax cap the tests' compile cache.
     },
 )
