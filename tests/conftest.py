@@ -15,13 +15,18 @@ from ddistill.data import datasets
 _CACHE = os.environ.get('JAX_COMPILATION_CACHE_DIR') or os.path.join(
     os.path.expanduser('~'), '.cache', 'ddistill', 'jax_tests')
 _CACHE_BYTES = 2**30
-os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
-jax.config.update('jax_compilation_cache_dir', _CACHE)
+
+
+def _share(option, value):
+  """Sets a jax option here and, through the environment, in subprocesses."""
+  os.environ[option.upper()] = str(value)
+  jax.config.update(option, value)
+
+
+_share('jax_compilation_cache_dir', _CACHE)
 if importlib.util.find_spec('filelock'):  # jax needs it to cap the cache.
-  os.environ['JAX_COMPILATION_CACHE_MAX_SIZE'] = str(_CACHE_BYTES)
-  jax.config.update('jax_compilation_cache_max_size', _CACHE_BYTES)
-os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.2'
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  _share('jax_compilation_cache_max_size', _CACHE_BYTES)
+_share('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 
 @pytest.fixture(scope='session')

@@ -71,12 +71,13 @@ def _exemplars_per_class(config, stream) -> int:
   return per_class
 
 
-def _make_step(config, net, apply, masks_TxC, K, per_class, shape):
+def _make_step(config, net, apply, masks_TxC):
   """One compiled SGD step on the current task plus the exemplars' KL."""
-  num_tasks = masks_TxC.shape[0]
 
   @jax.jit
   def step(flat, x, y, mask_C, mem_x, mem_out, seen_T, key):
+    num_tasks, K, per_class = mem_x.shape[:3]
+    shape = mem_x.shape[3:]
     # One random exemplar of each class of each stored task, as GEM's code.
     pick_TxK = jax.random.randint(key, (num_tasks, K), 0, per_class)
     take = lambda m: jnp.take_along_axis(
@@ -135,7 +136,7 @@ def run_stream(config: ml_collections.ConfigDict,
   seen_T = np.zeros(num_tasks, bool)
   masks_TxC = np.stack([streams.class_mask(stream.task(t), num_classes)
                         for t in range(num_tasks)])
-  step = _make_step(config, net, apply, masks_TxC, K, per_class, shape)
+  step = _make_step(config, net, apply, masks_TxC)
   outputs = jax.jit(apply)
   R = np.zeros((num_tasks, num_tasks))
   for t in range(num_tasks):
