@@ -17,6 +17,10 @@ Initializer = Callable[..., jax.Array]
 CONV_IMPLS = ('xla', 'matmul', 'banded', 'split')
 # Above this many entries in a banded matrix, 'split' uses XLA's convolutions.
 _MAX_BAND_ENTRIES = 1 << 16
+# Up to this many entries of im2col patches, 'split' takes a large layer's
+# kernel gradient as a matmul: XLA's own (a convolution) runs many times
+# slower on CPU inside a loop, as training's scans and lax.map are.
+_MAX_PATCH_ENTRIES = 1 << 26
 
 
 def conv_as_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
@@ -70,20 +74,6 @@ def conv_xla(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def conv_as_shifted_sum(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
-                        pad: int) -> jax.Array:
-  """A stride-1 convolution as a sum of kh * kw products of shifted slices.
-
-  With one input channel each product is an outer product, so XLA fuses the
-  whole convolution into one elementwise loop that copies no patches.
-  """
-  kh, kw, _, _ = kernel_KxKxCxO.shape
-  x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-  return sum(x[:, i:i + h, j:j + w, :] @ kernel_KxKxCxO[i, j]
-             for i in range(kh) for j in range(kw))
-
-
 def conv_kernel_grad_by_rows(x_BxHxWxC: jax.Array, g_BxHoxWoxO: jax.Array,
                              kernel_shape: tuple[int, ...],
                              pad: int) -> jax.Array:
@@ -115,23 +105,31 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
   forward and input-gradient are convs (x, kernel, pad) -> y; the
   kernel-gradient maps (x, g, kernel) -> dkernel (pad bound here). The
   fastest of each measured on CPU for LeNet's layers on a 1,024-image batch
-  (benchmarks/README.md); large layers keep XLA's convolutions.
+  (benchmarks/README.md); large layers keep XLA's convolutions, but for
+  the kernel gradient of batches whose patches fit in memory.
   """
   kh, kw, c, o = kernel_shape
   w = x_shape[2] + 2 * pad
   small = w * c * (w - kw + 1) * o <= _MAX_BAND_ENTRIES
   banded_or_xla = conv_as_banded_matmul if small else conv_xla
-  forward = conv_as_shifted_sum if c == 1 else banded_or_xla
+  forward = banded_or_xla
 
   def kernel_grad_xla(x, g, kernel):
     # Transposed at the kernel itself, not at zeros: inside shard_map the
     # gradient must keep the kernel's type (varying over the models' axis).
     return jax.linear_transpose(lambda k: conv_xla(x, k, pad), kernel)(g)[0]
 
+  def kernel_grad_matmul(x, g, kernel):
+    return jax.linear_transpose(lambda k: conv_as_matmul(x, k, pad),
+                                kernel)(g)[0]
+
   def kernel_grad_by_rows(x, g, kernel):
     return conv_kernel_grad_by_rows(x, g, kernel.shape, pad)
 
-  kernel_grad = kernel_grad_by_rows if small else kernel_grad_xla
+  h_out = x_shape[1] + 2 * pad - kh + 1
+  patches = x_shape[0] * h_out * (w - kw + 1) * kh * kw * c
+  kernel_grad = (kernel_grad_by_rows if small else kernel_grad_matmul
+                 if patches <= _MAX_PATCH_ENTRIES else kernel_grad_xla)
   input_grad = banded_or_xla
   return forward, kernel_grad, input_grad
 
