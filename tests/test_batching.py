@@ -167,6 +167,24 @@ def test_kernel_gradient_by_rows_matches_autodiff(x_shape, kernel_shape,
                              rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('max_patch_entries', [0, layers._MAX_PATCH_ENTRIES])
+def test_split_conv_of_a_large_layer_has_xla_gradients(max_patch_entries,
+                                                       monkeypatch):
+  # A layer past the banded limit: 'split' keeps XLA's forward and input
+  # gradient, and takes the kernel gradient by im2col (the patches fit) or,
+  # past _MAX_PATCH_ENTRIES, by XLA's transposed conv.
+  monkeypatch.setattr(layers, '_MAX_PATCH_ENTRIES', max_patch_entries)
+  kx, kk, kg = jax.random.split(jax.random.key(4), 3)
+  x = jax.random.normal(kx, (3, 12, 12, 16))
+  kernel = 0.1 * jax.random.normal(kk, (5, 5, 16, 32))
+  g = jax.random.normal(kg, (3, 12, 12, 32))
+  loss = lambda conv: lambda x, k: jnp.sum(g * jnp.tanh(conv(x, k, 2)))
+  split = jax.grad(loss(layers.conv_split), (0, 1))(x, kernel)
+  xla = jax.grad(loss(layers.conv_xla), (0, 1))(x, kernel)
+  for got, want in zip(split, xla):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize('shape', [(2, 6, 6, 3), (2, 7, 5, 2)])
 def test_max_pool_gradients_match_autodiff_of_max(shape):
   # Coarsely rounded inputs: many windows hold tied maxima, which must

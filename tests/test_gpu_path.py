@@ -77,7 +77,6 @@ def test_gpu_chunks_of_models_give_the_cpu_accuracies(mnist):
     accs[name + '_fixed'] = evaluate.evaluate_fixed_lr(
         apply_fn, params0_M, x[picks], y[picks], 0.02, [20], test_x, test_y,
         per_batch=per_batch)
-  print({k: v.mean() for k, v in accs.items()})
   assert accs['cpu'].mean() > 0.2  # Twice chance: the test can tell.
   # The same trained nets up to float rounding, which may flip a few test
   # images of one net, never many. (Larger steps, 10 at lr 0.05, grew the
