@@ -102,8 +102,8 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
                  pad: int):
   """(forward, kernel-gradient, input-gradient) for `conv_split`.
 
-  forward and input-gradient are convs (x, kernel, pad) -> y; the
-  kernel-gradient maps (x, g, kernel) -> dkernel (pad bound here). The
+  forward and input-gradient are one conv (x, kernel, pad) -> y, banded
+  for small layers and XLA's otherwise; the kernel-gradient maps (x, g, kernel) -> dkernel (pad bound here). The
   fastest of each measured on CPU for LeNet's layers on a 1,024-image batch
   (benchmarks/README.md); large layers keep XLA's convolutions, but for
   the kernel gradient of batches whose patches fit in memory.
@@ -111,27 +111,28 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
   kh, kw, c, o = kernel_shape
   w = x_shape[2] + 2 * pad
   small = w * c * (w - kw + 1) * o <= _MAX_BAND_ENTRIES
-  banded_or_xla = conv_as_banded_matmul if small else conv_xla
-  forward = banded_or_xla
+  conv = conv_as_banded_matmul if small else conv_xla
 
-  def kernel_grad_xla(x, g, kernel):
-    # Transposed at the kernel itself, not at zeros: inside shard_map the
-    # gradient must keep the kernel's type (varying over the models' axis).
-    return jax.linear_transpose(lambda k: conv_xla(x, k, pad), kernel)(g)[0]
-
-  def kernel_grad_matmul(x, g, kernel):
-    return jax.linear_transpose(lambda k: conv_as_matmul(x, k, pad),
-                                kernel)(g)[0]
+  def transposed(conv_in_kernel):
+    def kernel_grad(x, g, kernel):
+      # Transposed at the kernel itself, not at zeros: inside shard_map the
+      # gradient must keep the kernel's type (varying over the models' axis).
+      return jax.linear_transpose(lambda k: conv_in_kernel(x, k, pad),
+                                  kernel)(g)[0]
+    return kernel_grad
 
   def kernel_grad_by_rows(x, g, kernel):
     return conv_kernel_grad_by_rows(x, g, kernel.shape, pad)
 
   h_out = x_shape[1] + 2 * pad - kh + 1
   patches = x_shape[0] * h_out * (w - kw + 1) * kh * kw * c
-  kernel_grad = (kernel_grad_by_rows if small else kernel_grad_matmul
-                 if patches <= _MAX_PATCH_ENTRIES else kernel_grad_xla)
-  input_grad = banded_or_xla
-  return forward, kernel_grad, input_grad
+  if small:
+    kernel_grad = kernel_grad_by_rows
+  elif patches <= _MAX_PATCH_ENTRIES:
+    kernel_grad = transposed(conv_as_matmul)
+  else:
+    kernel_grad = transposed(conv_xla)
+  return conv, kernel_grad, conv
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
