@@ -402,9 +402,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     values = _finite(m, it, mngr)
     progress.update(1)
     done = it + 1
-    if done % config.log_every == 0 or done == config.num_iterations:
+    logged, evaluated = due(config, done)
+    if logged:
       values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
-      _log(config, workdir, writer, state, done, values, evaluate_now)
+      _log(workdir, writer, state, done, values,
+           evaluate_now if evaluated else None)
       t_last, it_last = time.time(), done  # Evaluation time not counted.
       progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
                             ('loss', 'test_accuracy')})
@@ -427,14 +429,23 @@ def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
   return values
 
 
-def _log(config: ml_collections.ConfigDict, workdir: str, writer,
-         state: dict, done: int, values: dict,
-         evaluate_now: Callable[[dict], dict]) -> None:
-  """Logs iteration `done` (adding its lrs and, when due, test accuracy to
-  `values`) and redraws curves.png after an evaluation."""
+def due(config: ml_collections.ConfigDict, done: int) -> tuple[bool, bool]:
+  """(logged, evaluated) for the iteration that makes `done`: a line every
+  log_every, at the last iteration and at every evaluation (every
+  eval_every, whether or not a multiple of log_every)."""
+  evaluated = bool(config.eval_every) and done % config.eval_every == 0
+  logged = (evaluated or done % config.log_every == 0
+            or done == config.num_iterations)
+  return logged, evaluated
+
+
+def _log(workdir: str, writer, state: dict, done: int, values: dict,
+         evaluate_now: Callable[[dict], dict] | None) -> None:
+  """Logs iteration `done` (adding its lrs and, given `evaluate_now`, test
+  accuracy to `values`) and redraws curves.png after an evaluation."""
   lrs = sharding.to_host(distill.lrs_from_raw(state['distilled']['raw_lrs']))
   values['lr_mean'] = float(lrs.mean())
-  evaluated = config.eval_every and done % config.eval_every == 0
+  evaluated = evaluate_now is not None
   if evaluated:
     acc = evaluate_now(state)
     values['test_accuracy'] = acc['mean']

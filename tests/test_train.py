@@ -232,6 +232,17 @@ def test_command_line_run_and_evaluate(tmp_path, data_dir, mnist):
         direct[0], abs=TIE_FLIPS)
 
 
+def test_evaluations_fall_every_eval_every_even_between_log_lines():
+  config = _tiny_config('', num_iterations=10, log_every=4, eval_every=3)
+  schedule = [train.due(config, done) for done in range(1, 11)]
+  logged = [done for done, (log, _) in enumerate(schedule, 1) if log]
+  evaluated = [done for done, (_, ev) in enumerate(schedule, 1) if ev]
+  assert evaluated == [3, 6, 9]
+  assert logged == [3, 4, 6, 8, 9, 10]  # Each evaluation gets its line.
+  config.eval_every = 0
+  assert not any(ev for _, ev in (train.due(config, d) for d in range(1, 11)))
+
+
 def test_bad_config_fails_before_touching_the_workdir(tmp_path):
   config = _tiny_config('', **{'distill.steps': -1})
   with pytest.raises(ValueError, match='config.distill.steps = -1'):
