@@ -58,7 +58,7 @@ def strong(variant: str) -> ml_collections.ConfigDict:
     config.num_iterations = 23400  # 400 epochs.
     config.optim.lr = 0.01
     config.optim.decay_every = 2340  # Halved every 40 epochs.
-    config.eval_every = 2340  # A curve point per lr halving.
+    config.eval_every = config.optim.decay_every  # A point per lr halving.
     config.log_every = 500  # Iterations are short: fewer lines.
     config.checkpoint_every = 500  # Lose at most 2 minutes to a kill.
   config.distill.label_mode = 'learned'  # Soft labels carry what 1 image can't.

@@ -103,10 +103,11 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
   """(forward, kernel-gradient, input-gradient) for `conv_split`.
 
   forward and input-gradient are one conv (x, kernel, pad) -> y, banded
-  for small layers and XLA's otherwise; the kernel-gradient maps (x, g, kernel) -> dkernel (pad bound here). The
-  fastest of each measured on CPU for LeNet's layers on a 1,024-image batch
-  (benchmarks/README.md); large layers keep XLA's convolutions, but for
-  the kernel gradient of batches whose patches fit in memory.
+  for small layers and XLA's otherwise; the kernel-gradient maps
+  (x, g, kernel) -> dkernel (pad bound here). The fastest of each measured
+  on CPU for LeNet's layers on a 1,024-image batch (benchmarks/README.md);
+  large layers keep XLA's convolutions, but for the kernel gradient of
+  batches whose patches fit in memory.
   """
   kh, kw, c, o = kernel_shape
   w = x_shape[2] + 2 * pad
