@@ -5,7 +5,9 @@ The distilled set is a plain pytree `{'images': [S, N, H, W, C], 'raw_lrs':
 applied in order E times, with one learned learning rate per applied step,
 kept positive through softplus. With learned labels (soft labels,
 Sucholutsky and Schonlau) it also holds 'label_logits' [S, N, K], and the
-inner steps fit their softmax. Everything here is a pure function.
+inner steps fit their softmax; with raw labels (that paper's own form) it
+holds 'label_targets' [S, N, K], unnormalised, which the inner steps fit as
+they are. Everything here is a pure function.
 """
 
 import functools
@@ -18,10 +20,11 @@ import optax
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 # {'images': [S, N, H, W, C], 'raw_lrs': [S * E]}, with learned labels also
-# 'label_logits': [S, N, K].
+# 'label_logits': [S, N, K], with raw labels 'label_targets': [S, N, K].
 Distilled = dict
 BATCHINGS = ('vmap', 'map')
-LABEL_MODES = ('hard', 'learned')
+LABEL_MODES = ('hard', 'learned', 'raw')
+LABEL_KEYS = ('label_logits', 'label_targets')  # What each mode learns.
 
 
 def distilled_labels(num_steps: int, num_classes: int,
@@ -39,10 +42,18 @@ def init_label_logits(labels_SxN: jax.Array, num_classes: int,
 
 
 def inner_targets(distilled: Distilled, labels_SxN: jax.Array) -> jax.Array:
-  """What the inner steps fit: the class labels [S, N], or, with learned
-  labels, the softmax of the distilled set's label logits [S, N, K]."""
+  """What the inner steps fit: the class labels [S, N]; with learned labels,
+  the softmax of the label logits [S, N, K]; with raw labels, the label
+  targets [S, N, K] themselves.
+
+  Raw targets are unbounded (the loss is -sum_k y_k log p_k), so each image's
+  targets also scale its gradient, as in Soft-Label Dataset Distillation's
+  code, where labels start one-hot and are neither normalised nor clipped.
+  """
   if 'label_logits' in distilled:
     return jax.nn.softmax(distilled['label_logits'])
+  if 'label_targets' in distilled:
+    return distilled['label_targets']
   return labels_SxN
 
 
@@ -301,6 +312,7 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   metrics = {'loss': loss,
              'grad_norm_images': optax.tree.norm(grads['images']),
              'grad_norm_lrs': optax.tree.norm(grads['raw_lrs'])}
-  if 'label_logits' in grads:
-    metrics['grad_norm_labels'] = optax.tree.norm(grads['label_logits'])
+  for key in LABEL_KEYS:
+    if key in grads:
+      metrics['grad_norm_labels'] = optax.tree.norm(grads[key])
   return {'distilled': distilled, 'opt_state': opt_state}, metrics

@@ -34,9 +34,12 @@ class DistilledSet:
   mean: np.ndarray  # [C] per-channel mean used to normalize, in [0, 1] units.
   std: np.ndarray  # [C].
   epochs: int
-  # [steps, n, K] float32, rows summing to 1: the label distribution each
-  # image is trained towards. None: one-hot of `labels`, K = labels.max() + 1.
+  # [steps, n, K] float32: what each image is trained towards (the loss is
+  # -sum_k t_k log p_k). Rows sum to 1, unless `raw_labels`. None: one-hot of
+  # `labels`, K = labels.max() + 1.
   soft_labels: Optional[np.ndarray] = None
+  # True: `soft_labels` are raw labels (label_mode 'raw'), unnormalised.
+  raw_labels: bool = False
 
   def __post_init__(self):
     if self.soft_labels is None:  # Frozen: set once, here.
@@ -67,7 +70,8 @@ def save_distilled(path: str, distilled: DistilledSet) -> None:
              mean=np.asarray(distilled.mean, np.float32),
              std=np.asarray(distilled.std, np.float32),
              epochs=np.asarray(distilled.epochs, np.int32),
-             soft_labels=np.asarray(distilled.soft_labels, np.float32))
+             soft_labels=np.asarray(distilled.soft_labels, np.float32),
+             raw_labels=np.asarray(distilled.raw_labels, bool))
 
 
 def load_distilled(path: str,
@@ -85,8 +89,9 @@ def load_distilled(path: str,
       soft_labels = f['soft_labels'] if 'soft_labels' in f.files else None
       if soft_labels is None and num_classes is not None:
         soft_labels = one_hot(f['labels'], num_classes)
+      raw = bool(f['raw_labels']) if 'raw_labels' in f.files else False
       d = DistilledSet(f['images'], f['labels'], f['lrs'], f['mean'],
-                       f['std'], int(f['epochs']), soft_labels)
+                       f['std'], int(f['epochs']), soft_labels, raw)
   except FileNotFoundError:
     raise DataError(f'{path}: file not found') from None
   except (OSError, ValueError, EOFError) as e:
@@ -102,7 +107,10 @@ def load_distilled(path: str,
   if soft.ndim != 3 or soft.shape[:2] != d.labels.shape:
     raise DataError(f'{path}: soft_labels {soft.shape} do not fit labels '
                     f'{d.labels.shape} as [steps, n, classes]')
-  if soft.min() < 0 or np.abs(soft.sum(-1) - 1).max() > SUM_TOLERANCE:
+  if d.raw_labels:
+    if not np.all(np.isfinite(soft)):
+      raise DataError(f'{path}: raw soft_labels hold NaN or infinity')
+  elif soft.min() < 0 or np.abs(soft.sum(-1) - 1).max() > SUM_TOLERANCE:
     raise DataError(f'{path}: soft_labels rows are not distributions '
                     '(non-negative, summing to 1)')
   return d
@@ -116,13 +124,15 @@ images/step_SSS/IIII.png
     Image IIII of distilled step SSS: 8-bit grayscale or RGB pixels.
 labels.json
     {{"num_classes": K, "images": [{{"file": ..., "step": s, "index": i,
-    "label": class, "soft_label": [K probabilities, only with learned
-    labels]}}, ...]}}: one entry per PNG, in step order.
+    "label": class, "soft_label": [K values, only with learned labels:
+    probabilities, or unnormalised targets when "raw_labels" is true]}},
+    ...], "raw_labels": ...}}: one entry per PNG, in step order.
 lrs.json
     {{"steps": S, "epochs": E, "lrs": [S * E learning rates]}}. The set was
     made for this training: for t = 0 .. S * E - 1, one gradient-descent
     step on all images of step t % S with learning rate lrs[t], on the
-    cross-entropy to their labels (soft labels where given). The field's
+    cross-entropy to their labels (soft labels where given:
+    -sum_k soft_label[k] * log p[k]). The field's
     standard evaluation instead trains on all images together with SGD.
 normalization.json
     {{"mean": [...], "std": [...]}} per channel, in [0, 1] pixel units: the
@@ -171,7 +181,7 @@ def write_image_folder(d: DistilledSet, out_dir: str) -> dict:
         entries.append(entry)
     files = {
         'labels.json': {'num_classes': int(d.soft_labels.shape[-1]),
-                        'images': entries},
+                        'images': entries, 'raw_labels': bool(d.raw_labels)},
         'lrs.json': {'steps': steps, 'epochs': int(d.epochs),
                      'lrs': [float(lr) for lr in d.lrs]},
         'normalization.json': {'mean': [float(m) for m in d.mean],

@@ -320,6 +320,9 @@ def initial_state(config: ml_collections.ConfigDict, program: Program,
   if dc.label_mode == 'learned':
     distilled['label_logits'] = distill.init_label_logits(
         program.labels_SxN, program.num_classes, dc.label_init_scale)
+  elif dc.label_mode == 'raw':  # Exactly the hard labels' loss at first.
+    distilled['label_targets'] = distill.init_label_logits(
+        program.labels_SxN, program.num_classes, 1.0)
   state = {'distilled': distilled,
            'opt_state': program.optimizer.init(distilled),
            'step': jnp.zeros((), jnp.int32)}
@@ -503,7 +506,8 @@ def distilled_of(config, program: Program, state: dict, mean: np.ndarray,
   return export.DistilledSet(np.asarray(d['images']), labels_SxN,
                              np.asarray(distill.lrs_from_raw(d['raw_lrs'])),
                              np.asarray(mean), np.asarray(std),
-                             config.distill.epochs, soft_labels)
+                             config.distill.epochs, soft_labels,
+                             config.distill.label_mode == 'raw')
 
 
 def _finish(config, workdir, data, program: Program,

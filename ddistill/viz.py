@@ -1,6 +1,5 @@
 """Pictures of a run: the distilled images, and its curves."""
 
-from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -60,6 +59,8 @@ def save_curves(path: str, records: list[dict]) -> None:
   +- std), and the learned lrs (mean, with min to max shaded).
   """
   # A bare Figure (not pyplot): no display backend, none of pyplot's state.
+  # Imported here: matplotlib adds most of a second to every start-up.
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   fig = Figure(figsize=(13, 3.6))
   ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
   loss = [(r['step'], r['loss']) for r in records if 'loss' in r]

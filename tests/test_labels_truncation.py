@@ -1,5 +1,6 @@
 """Learned (soft) labels and truncated unrolls: gradients, files, learning."""
 
+import dataclasses
 import functools
 import os
 
@@ -93,6 +94,28 @@ def test_soft_labels_change_what_the_inner_steps_fit():
     assert abs(float(loss(flat)) - float(loss(hard))) > 1e-3
 
 
+def test_raw_labels_start_at_the_hard_loss_scale_steps_and_differentiate():
+  """Raw targets (Soft-Label DD's form) are unnormalised: one-hot is the
+  hard labels' loss, c times one-hot is the hard labels with c times the
+  lrs, and the meta-gradient in the targets matches finite differences."""
+  with jax.enable_x64(True):
+    apply_fn, params0, labels, hard, real_x, real_y = _problem(learned=False)
+    loss = jax.jit(functools.partial(
+        distill.outer_loss, params0=params0, real_x=real_x, real_y=real_y,
+        apply_fn=apply_fn, labels_SxN=labels))
+    one_hot = distill.init_label_logits(labels, K, 1.0).astype(jnp.float64)
+    raw = {**hard, 'label_targets': one_hot}
+    np.testing.assert_allclose(loss(raw), loss(hard), rtol=1e-12)
+    lrs = distill.lrs_from_raw(hard['raw_lrs'])
+    # softplus^-1 in float64 (raw_from_lrs works in float32).
+    doubled = {**hard, 'raw_lrs': 2 * lrs + jnp.log(-jnp.expm1(-2 * lrs))}
+    np.testing.assert_allclose(loss({**raw, 'label_targets': 2 * one_hot}),
+                               loss(doubled), rtol=1e-9)
+    assert abs(float(loss(doubled)) - float(loss(hard))) > 1e-3
+    grads = _fd_check(loss, raw, 'label_targets')
+    assert float(jnp.abs(grads['label_targets']).max()) > 1e-6
+
+
 def _soft_set(num_classes=4):
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(2, 5, num_classes)) * 2
@@ -125,6 +148,22 @@ def test_files_without_soft_labels_load_as_one_hot(tmp_path):
   np.testing.assert_array_equal(back.soft_labels.sum(-1), 1.0)
   # One-hot soft labels train as the integer labels they are.
   np.testing.assert_array_equal(back.targets, d.labels)
+
+
+def test_raw_labels_round_trip_unnormalised_and_refuse_nan(tmp_path):
+  d = _soft_set()
+  raw = export.DistilledSet(d.images, d.labels, d.lrs, d.mean, d.std,
+                            d.epochs, 3 * d.soft_labels - 0.5, True)
+  path = str(tmp_path / 'raw.npz')
+  export.save_distilled(path, raw)
+  back = export.load_distilled(path)
+  assert back.raw_labels
+  np.testing.assert_array_equal(back.targets, raw.soft_labels)
+  bad = raw.soft_labels.copy()
+  bad[0, 0, 0] = np.nan
+  export.save_distilled(path, dataclasses.replace(raw, soft_labels=bad))
+  with pytest.raises(DataError, match='NaN'):
+    export.load_distilled(path)
 
 
 def test_soft_labels_that_are_not_distributions_are_refused(tmp_path):
