@@ -321,8 +321,8 @@ def initial_state(config: ml_collections.ConfigDict, program: Program,
     distilled['label_logits'] = distill.init_label_logits(
         program.labels_SxN, program.num_classes, dc.label_init_scale)
   elif dc.label_mode == 'raw':  # Exactly the hard labels' loss at first.
-    distilled['label_targets'] = distill.init_label_logits(
-        program.labels_SxN, program.num_classes, 1.0)
+    distilled['label_targets'] = jax.nn.one_hot(
+        program.labels_SxN, program.num_classes, dtype=jnp.float32)
   state = {'distilled': distilled,
            'opt_state': program.optimizer.init(distilled),
            'step': jnp.zeros((), jnp.int32)}

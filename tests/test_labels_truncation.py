@@ -103,7 +103,7 @@ def test_raw_labels_start_at_the_hard_loss_scale_steps_and_differentiate():
     loss = jax.jit(functools.partial(
         distill.outer_loss, params0=params0, real_x=real_x, real_y=real_y,
         apply_fn=apply_fn, labels_SxN=labels))
-    one_hot = distill.init_label_logits(labels, K, 1.0).astype(jnp.float64)
+    one_hot = jax.nn.one_hot(labels, K, dtype=jnp.float64)
     raw = {**hard, 'label_targets': one_hot}
     np.testing.assert_allclose(loss(raw), loss(hard), rtol=1e-12)
     lrs = distill.lrs_from_raw(hard['raw_lrs'])
@@ -305,8 +305,9 @@ def test_bad_label_and_window_fields_are_refused():
     config_checks.validate(config)
 
 
+@pytest.mark.parametrize('label_mode', ['learned', 'raw'])
 def test_run_with_learned_labels_saves_checkpoints_and_soft_labels(
-    tmp_path, mnist):
+    tmp_path, mnist, label_mode):
   from ddistill.data import datasets
   config = mnist_config.get_config('quick')
   config.update_from_flattened_dict({
@@ -315,27 +316,31 @@ def test_run_with_learned_labels_saves_checkpoints_and_soft_labels(
       'log_every': 2, 'eval_every': 0, 'checkpoint_every': 2,
       'eval.num_models': 2, 'eval.num_models_during': 1,
       'model.name': 'mlp',  # Quick to compile; the engine is the same.
-      'distill.label_mode': 'learned', 'distill.truncate_window': 2,
+      'distill.label_mode': label_mode, 'distill.truncate_window': 2,
       'optim.lr': 0.05})
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
   path = os.path.join(workdir, 'distilled.npz')
   d = export.load_distilled(path)
   assert d.soft_labels.shape == (2, 10, 10)
-  np.testing.assert_allclose(d.soft_labels.sum(-1), 1.0, atol=1e-6)
+  assert d.raw_labels == (label_mode == 'raw')
   np.testing.assert_array_equal(d.labels, d.soft_labels.argmax(-1))
   assert d.targets is d.soft_labels  # Learned: not one-hot any more.
 
-  # The checkpoint holds the label logits the file's soft labels came from.
+  # The checkpoint holds the labels the file's soft labels came from.
   program = train.build_program(config, 10, (28, 28, 1))
   like = train.initial_state(config, program, mnist.train_images[:100],
                              mnist.train_labels[:100])
   step, state = checkpoints.restore_latest(
       checkpoints.manager(workdir, 2), like)
   assert step == 4
-  np.testing.assert_allclose(
-      jax.nn.softmax(state['distilled']['label_logits']), d.soft_labels,
-      rtol=1e-6)
+  if label_mode == 'learned':
+    np.testing.assert_allclose(d.soft_labels.sum(-1), 1.0, atol=1e-6)
+    saved = jax.nn.softmax(state['distilled']['label_logits'])
+  else:  # Unnormalised: the rows moved off 1 as they learned.
+    assert np.abs(d.soft_labels.sum(-1) - 1).max() > 1e-4
+    saved = state['distilled']['label_targets']
+  np.testing.assert_allclose(saved, d.soft_labels, rtol=1e-6)
 
   # Evaluating the file (the run's fixed init) repeats the run's result.
   evaluated = train.evaluate_distilled_file(config, path, 2)
