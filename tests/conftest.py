@@ -11,8 +11,8 @@ from ddistill.data import datasets
 # between runs: compiling is most of the suite's time, and a second run on the
 # same machine reuses what the first compiled. The cache is keyed by program,
 # jax version and flags, and evicts its least recently used entries past
-# _CACHE_BYTES. Every program is kept, even the small eager ones: each of the
-# suite's processes and subprocesses compiles many of the same.
+# _CACHE_BYTES. Programs that compile in under 0.2 s are not kept: keeping
+# them too made a cold run slower (benchmarks/README.md).
 _CACHE = os.environ.get('JAX_COMPILATION_CACHE_DIR') or os.path.join(
     os.path.expanduser('~'), '.cache', 'ddistill', 'jax_tests')
 _CACHE_BYTES = 2**30
@@ -27,7 +27,7 @@ def _share(option, value):
 _share('jax_compilation_cache_dir', _CACHE)
 if importlib.util.find_spec('filelock'):  # jax needs it to cap the cache.
   _share('jax_compilation_cache_max_size', _CACHE_BYTES)
-_share('jax_persistent_cache_min_compile_time_secs', 0)
+_share('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 
 @pytest.fixture(scope='session')
