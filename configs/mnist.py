@@ -47,7 +47,7 @@ def strong(variant: str) -> ml_collections.ConfigDict:
     config.distill.epochs = 20  # Longer unrolls help random inits most.
     config.num_iterations = 700  # Sized for the 60-minute CPU budget.
     config.eval_every = 100  # A curve of accuracy against iterations.
-    config.distill.label_mode = 'learned'  # Soft labels: what 1 image can't.
+    config.distill.label_mode = 'learned'  # Soft labels, softmax of logits.
   else:
     # Soft-Label Dataset Distillation's MNIST recipe on the official
     # defaults: 3 GD steps, N(0, 1) images, 400 epochs of 1,024-image real
