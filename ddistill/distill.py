@@ -24,7 +24,8 @@ ApplyFn = Callable[[Params, jax.Array], jax.Array]
 Distilled = dict
 BATCHINGS = ('vmap', 'map')
 LABEL_MODES = ('hard', 'learned', 'raw')
-LABEL_KEYS = ('label_logits', 'label_targets')  # What each mode learns.
+# The distilled set's entry that each label mode learns ('hard': none).
+LABEL_KEYS = {'learned': 'label_logits', 'raw': 'label_targets'}
 
 
 def distilled_labels(num_steps: int, num_classes: int,
@@ -39,6 +40,19 @@ def init_label_logits(labels_SxN: jax.Array, num_classes: int,
                       scale: float) -> jax.Array:
   """Learned labels' starting logits [S, N, K]: `scale` times the one-hot."""
   return scale * jax.nn.one_hot(labels_SxN, num_classes, dtype=jnp.float32)
+
+
+def init_labels(label_mode: str, labels_SxN: jax.Array, num_classes: int,
+                scale: float) -> Distilled:
+  """The learned labels a distilled set starts with, as its entries: none
+  for 'hard'; logits of `scale` times the one-hot for 'learned'; the one-hot
+  itself for 'raw' (exactly the hard labels' loss at first)."""
+  if label_mode == 'learned':
+    return {'label_logits': init_label_logits(labels_SxN, num_classes, scale)}
+  if label_mode == 'raw':
+    return {'label_targets': jax.nn.one_hot(labels_SxN, num_classes,
+                                            dtype=jnp.float32)}
+  return {}
 
 
 def inner_targets(distilled: Distilled, labels_SxN: jax.Array) -> jax.Array:
@@ -312,7 +326,7 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   metrics = {'loss': loss,
              'grad_norm_images': optax.tree.norm(grads['images']),
              'grad_norm_lrs': optax.tree.norm(grads['raw_lrs'])}
-  for key in LABEL_KEYS:
+  for key in LABEL_KEYS.values():
     if key in grads:
       metrics['grad_norm_labels'] = optax.tree.norm(grads[key])
   return {'distilled': distilled, 'opt_state': opt_state}, metrics

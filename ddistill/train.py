@@ -317,12 +317,9 @@ def initial_state(config: ml_collections.ConfigDict, program: Program,
       run_keys(config.seed)['images'], program.labels_SxN,
       tuple(train_x.shape[1:]), dc.epochs, dc.lr_init, dc.image_init,
       train_x, train_y)
-  if dc.label_mode == 'learned':
-    distilled['label_logits'] = distill.init_label_logits(
-        program.labels_SxN, program.num_classes, dc.label_init_scale)
-  elif dc.label_mode == 'raw':  # Exactly the hard labels' loss at first.
-    distilled['label_targets'] = jax.nn.one_hot(
-        program.labels_SxN, program.num_classes, dtype=jnp.float32)
+  distilled.update(distill.init_labels(dc.label_mode, program.labels_SxN,
+                                       program.num_classes,
+                                       dc.label_init_scale))
   state = {'distilled': distilled,
            'opt_state': program.optimizer.init(distilled),
            'step': jnp.zeros((), jnp.int32)}
