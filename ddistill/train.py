@@ -51,12 +51,15 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
 
 
 def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
-  """The config's dataset, in MNIST's digit format if config.data.as_mnist."""
+  """The config's dataset, in MNIST's digit format if config.data.as_mnist,
+  ZCA-whitened if config.data.zca."""
   dc = config.data
   data = data_lib.load(dc)
-  if not dc.as_mnist:
-    return data
-  return datasets.as_mnist_digits(data, dc.digit_box)
+  if dc.as_mnist:
+    data = datasets.as_mnist_digits(data, dc.digit_box)
+  if dc.zca:
+    data = datasets.zca_whiten(data, dc.zca)
+  return data
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,

@@ -211,3 +211,31 @@ def test_the_offline_mnist_copy_loads(mnist):
   assert mnist.test_images.shape == (10000, 28, 28, 1)
   assert np.bincount(mnist.test_labels).tolist()[:2] == [980, 1135]
   assert abs(float(mnist.train_images.mean())) < 0.01
+
+
+def test_zca_whitens_train_and_maps_test_the_same_way():
+  # Correlated 2x2x3 "images": whitening should leave an identity covariance.
+  rng = _rng()
+  mix_DxD = rng.normal(size=(12, 12))
+  train = (rng.normal(size=(4000, 12)) @ mix_DxD + 3.0).reshape(-1, 2, 2, 3)
+  data = datasets.Dataset('toy', train.astype(np.float32),
+                          np.zeros(4000, np.int32), train[:7].astype(np.float32),
+                          np.zeros(7, np.int32), np.zeros(3), np.ones(3), 2)
+  white = datasets.zca_whiten(data, eps=1e-6)
+  flat_NxD = white.train_images.reshape(4000, -1).astype(np.float64)
+  np.testing.assert_allclose(flat_NxD.mean(0), 0, atol=1e-4)
+  np.testing.assert_allclose(np.cov(flat_NxD.T, bias=True), np.eye(12),
+                             atol=1e-3)
+  # The test split goes through the training set's map, not its own.
+  np.testing.assert_allclose(white.test_images, white.train_images[:7],
+                             atol=1e-5)
+  assert white.name == 'toy_zca' and white.train_images.shape == train.shape
+  # eps shrinks each direction's variance to lambda / (lambda + eps).
+  lam_D = np.linalg.eigvalsh(np.cov(train.reshape(4000, -1).T, bias=True))
+  shrunk = datasets.zca_whiten(data, eps=float(np.median(lam_D)))
+  got_D = np.linalg.eigvalsh(np.cov(
+      shrunk.train_images.reshape(4000, -1).astype(np.float64).T, bias=True))
+  np.testing.assert_allclose(got_D, lam_D / (lam_D + np.median(lam_D)),
+                             rtol=1e-3)
+  with pytest.raises(ValueError, match='ZCA eps'):
+    datasets.zca_whiten(data, eps=0.0)
