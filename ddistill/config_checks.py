@@ -118,6 +118,7 @@ def _data(config, at: str) -> None:
   _choice(config, at + 'data.sampling', real_batches.SAMPLINGS)
   _int(config, at + 'data.image_size', 1)
   _float(config, at + 'data.zca', 0.0, low_open=False)
+  _int(config, at + 'data.val_size', 0)
   _choice(config, at + 'data.as_mnist', (True, False))
   box = _get(config, at + 'data.digit_box')
   if isinstance(box, bool) or not isinstance(box, int) or not 0 <= box <= 28:

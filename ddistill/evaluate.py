@@ -99,14 +99,26 @@ def evaluate_set(apply_fn: distill.ApplyFn, params0_M: distill.Params,
   per_batch: models trained at once per device (None: one at a time);
   -1 picks `models_per_batch(mesh)`.
   """
+  return evaluate_set_on(apply_fn, params0_M, images_SxNxHxWxC, labels_SxN,
+                         lrs_T, {'test': (test_x, test_y)}, mesh, chunk,
+                         per_batch)['test']
+
+
+def evaluate_set_on(apply_fn: distill.ApplyFn, params0_M: distill.Params,
+                    images_SxNxHxWxC: jax.Array, labels_SxN: jax.Array,
+                    lrs_T: jax.Array, splits: dict, mesh: Optional[Mesh] = None,
+                    chunk: int = 2500,
+                    per_batch: Optional[int] = -1) -> dict[str, np.ndarray]:
+  """As `evaluate_set`, trained once and tested on each of `splits`
+  ({name: (x, y)}): {name: accuracies [M]}."""
   mesh = mesh or sharding.make_mesh()
   per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
   train = _programs(apply_fn, mesh, per_batch)[0]
   params0_M, num_models = _split_models(params0_M, mesh)
   params_M = train(params0_M, *sharding.put(sharding.to_host(
       (images_SxNxHxWxC, labels_SxN, lrs_T)), sharding.replicated(mesh)))
-  return _accuracy(apply_fn, params_M, num_models, test_x, test_y, mesh, chunk,
-                   per_batch)
+  return {name: _accuracy(apply_fn, params_M, num_models, x, y, mesh, chunk,
+                          per_batch) for name, (x, y) in splits.items()}
 
 
 def evaluate_fixed_lr(apply_fn: distill.ApplyFn, params0_M: distill.Params,

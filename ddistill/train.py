@@ -46,7 +46,7 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
   """The run's independent key streams, all folded from the one seed."""
   root = jax.random.key(seed)
   names = ('fixed_init', 'images', 'train', 'heldout', 'real_batches',
-           'standard_eval')
+           'standard_eval', 'validation')
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 
@@ -146,7 +146,7 @@ HOW_NOT_WHAT = {'model': ('conv_impl', 'first_order_conv_impl'),
 # config without one matches a config that holds that value.
 ADDED_LATER = {'data': {'augment': 'none', 'sampling': 'iid',
                         'as_mnist': False, 'digit_box': 0,
-                        'image_size': 224},
+                        'image_size': 224, 'zca': 0.0, 'val_size': 0},
                'distill': {'label_mode': 'hard', 'label_init_scale': 4.0,
                            'truncate_window': 0, 'dsa': '',
                            'dsa_strength': 1.0, 'dsa_mode': 'one'}}
@@ -326,6 +326,10 @@ def initial_state(config: ml_collections.ConfigDict, program: Program,
   state = {'distilled': distilled,
            'opt_state': program.optimizer.init(distilled),
            'step': jnp.zeros((), jnp.int32)}
+  if config.data.val_size:  # The set with the best validation accuracy yet.
+    state['best'] = {'distilled': distilled,
+                     'val_accuracy': jnp.full((), -1.0, jnp.float32),
+                     'step': jnp.zeros((), jnp.int32)}
   return sharding.put(sharding.to_host(state),
                       sharding.replicated(program.mesh))
 
@@ -335,21 +339,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Distills a dataset as `config` says; returns the results dict."""
   config_checks.validate(config)
   check_workdir(config, workdir, fresh)
-  data = load_data(config)
+  data, val_xy = load_data(config), None
+  if config.data.val_size:
+    data, val_xy = datasets.hold_out(data, config.data.val_size,
+                                     run_keys(config.seed)['validation'])
   program = build_program(config, data.num_classes, data.image_shape,
                           num_examples=len(data.train_labels))
   train_xy = sharding.put((data.train_images, data.train_labels),
                           sharding.replicated(program.mesh))
   mngr = checkpoints.manager(workdir, config.checkpoints_to_keep)
   state = _resume(mngr, initial_state(config, program, *train_xy), workdir)
-  evaluate_now = _evaluation_during(config, data, program)
+  evaluate_now = _evaluation_during(config, data, program, val_xy)
   writer = metrics.JsonlWriter(workdir, enabled=jax.process_index() == 0)
   if int(state['step']) == 0:
     # The starting accuracy, so every run's log shows what it gained.
-    acc = evaluate_now(state)
-    writer.write(0, {'test_accuracy': acc['mean'], 'test_accuracy_std':
-                     acc['std']})
-    logging.info('Iteration 0: test accuracy %.4f', acc['mean'])
+    values = _accuracies(evaluate_now(state))
+    state = _keep_best(state, values)
+    writer.write(0, values)
+    logging.info('Iteration 0: test accuracy %.4f', values['test_accuracy'])
   state = _train(config, workdir, program, train_xy, state, mngr, writer,
                  evaluate_now)
   return _finish(config, workdir, data, program, state)
@@ -369,24 +376,49 @@ def _resume(mngr, state: dict, workdir: str) -> dict:
 
 
 def _evaluation_during(config: ml_collections.ConfigDict,
-                       data: datasets.Dataset,
-                       program: Program) -> Callable[[dict], dict]:
-  """state -> the test accuracy of its distilled set on the models that
-  training reports on (config.eval.num_models_during of them)."""
+                       data: datasets.Dataset, program: Program,
+                       val_xy=None) -> Callable[[dict], dict]:
+  """state -> {'test': summary, and with val_xy 'val': summary}: the
+  accuracies of its distilled set on the models that training reports on
+  (config.eval.num_models_during of them)."""
   params0_M = heldout_inits(config, program.model, data.image_shape,
                             config.eval.num_models_during)
+  splits = {'test': (data.test_images, data.test_labels)}
+  if val_xy is not None:
+    splits['val'] = val_xy
 
   def evaluate_now(state: dict) -> dict:
     d = state['distilled']
-    accs = evaluate.evaluate_set(program.first_order_apply_fn, params0_M,
-                                 d['images'],
-                                 distill.inner_targets(d, program.labels_SxN),
-                                 distill.lrs_from_raw(d['raw_lrs']),
-                                 data.test_images, data.test_labels,
-                                 program.mesh)
-    return evaluate.summarize(accs)
+    accs = evaluate.evaluate_set_on(
+        program.first_order_apply_fn, params0_M, d['images'],
+        distill.inner_targets(d, program.labels_SxN),
+        distill.lrs_from_raw(d['raw_lrs']), splits, program.mesh)
+    return {name: evaluate.summarize(a) for name, a in accs.items()}
 
   return evaluate_now
+
+
+def _accuracies(acc: dict) -> dict[str, float]:
+  """An evaluation's metric-line entries."""
+  values = {'test_accuracy': acc['test']['mean'],
+            'test_accuracy_std': acc['test']['std']}
+  if 'val' in acc:
+    values['val_accuracy'] = acc['val']['mean']
+  return values
+
+
+def _keep_best(state: dict, values: dict) -> dict:
+  """`state` with its set as the best, if its validation accuracy (in
+  `values`) beats the best one's; the first of equals is kept."""
+  if 'best' not in state or 'val_accuracy' not in values:
+    return state
+  if values['val_accuracy'] <= float(state['best']['val_accuracy']):
+    return state
+  like = state['best']['val_accuracy']
+  best = {'distilled': state['distilled'], 'step': state['step'],
+          'val_accuracy': sharding.put(np.float32(values['val_accuracy']),
+                                       like.sharding)}
+  return {**state, 'best': best}
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str,
@@ -410,6 +442,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
       values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
       _log(workdir, writer, state, done, values,
            evaluate_now if evaluated else None)
+      state = _keep_best(state, values)
       t_last, it_last = time.time(), done  # Evaluation time not counted.
       progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
                             ('loss', 'test_accuracy')})
@@ -445,14 +478,13 @@ def due(config: ml_collections.ConfigDict, done: int) -> tuple[bool, bool]:
 def _log(workdir: str, writer, state: dict, done: int, values: dict,
          evaluate_now: Callable[[dict], dict] | None) -> None:
   """Logs iteration `done` (adding its lrs and, given `evaluate_now`, test
-  accuracy to `values`) and redraws curves.png after an evaluation."""
+  and validation accuracies to `values`) and redraws curves.png after an
+  evaluation."""
   lrs = sharding.to_host(distill.lrs_from_raw(state['distilled']['raw_lrs']))
   values['lr_mean'] = float(lrs.mean())
   evaluated = evaluate_now is not None
   if evaluated:
-    acc = evaluate_now(state)
-    values['test_accuracy'] = acc['mean']
-    values['test_accuracy_std'] = acc['std']
+    values.update(_accuracies(evaluate_now(state)))
   writer.write(done, {**values, 'lrs': lrs})
   if evaluated and writer.enabled:
     viz.save_curves(os.path.join(workdir, 'curves.png'),
@@ -488,9 +520,12 @@ def outer_iteration(program: Program, state: dict, train_xy, keys: dict,
                     it: int, rep) -> tuple[dict, dict]:
   """Outer iteration `it`: its keys folded from the run's, one step."""
   k_batch, k_inits = jax.random.split(jax.random.fold_in(keys['train'], it))
-  new_state, metrics_ = program.step_fn(state, program.sample_inits(k_inits),
+  core = {k: state[k] for k in ('distilled', 'opt_state', 'step')}
+  new_state, metrics_ = program.step_fn(core, program.sample_inits(k_inits),
                                         *train_xy, k_batch)
-  return {**new_state, 'step': sharding.put(np.int32(it + 1), rep)}, metrics_
+  # Whatever else the state holds (the best set) rides along unchanged.
+  return {**state, **new_state,
+          'step': sharding.put(np.int32(it + 1), rep)}, metrics_
 
 
 def distilled_of(config, program: Program, state: dict, mean: np.ndarray,
@@ -512,8 +547,10 @@ def distilled_of(config, program: Program, state: dict, mean: np.ndarray,
 
 def _finish(config, workdir, data, program: Program,
             state) -> dict[str, Any]:
-  """Final held-out evaluation and the run's output files (process 0)."""
-  distilled_set = distilled_of(config, program, state, data.mean, data.std)
+  """Final held-out evaluation and the run's output files (process 0).
+  With a validation split, the set evaluated and saved is the best one."""
+  kept = state['best'] if 'best' in state else state
+  distilled_set = distilled_of(config, program, kept, data.mean, data.std)
   params0_M = heldout_inits(config, program.model, data.image_shape,
                             config.eval.num_models)
   accs = evaluate.evaluate_set(program.first_order_apply_fn, params0_M,
@@ -527,6 +564,11 @@ def _finish(config, workdir, data, program: Program,
       'iterations': int(sharding.to_host(state['step'])),
       'config': json.loads(config.to_json()),
   }
+  if 'best' in state:
+    results['selected'] = {
+        'step': int(sharding.to_host(state['best']['step'])),
+        'val_accuracy': float(sharding.to_host(
+            state['best']['val_accuracy']))}
   logging.info('Final test accuracy: %.4f +- %.4f over %d models',
                results['test_accuracy']['mean'],
                results['test_accuracy']['std'],

@@ -86,6 +86,7 @@ def test_unknown_variant_is_an_error():
     ('optim.b1', 1.0, r'config.optim.b1 = 1.0 must be a number in \[0, 1\)'),
     ('data.augment', 'mixup', r"config.data.augment = 'mixup' is not one of"),
     ('data.sampling', 'stratified', r'config.data.sampling'),
+    ('data.val_size', -1, r'config.data.val_size = -1 must be an integer'),
     ('data.zca', -0.1, r'config.data.zca = -0.1 must be a number in \[0.0'),
     ('num_iterations', -1, r'config.num_iterations = -1'),
     ('real_batch_size', 0, r'config.real_batch_size'),

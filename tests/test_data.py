@@ -239,3 +239,23 @@ def test_zca_whitens_train_and_maps_test_the_same_way():
                              rtol=1e-3)
   with pytest.raises(ValueError, match='ZCA eps'):
     datasets.zca_whiten(data, eps=0.0)
+
+
+def test_hold_out_splits_off_disjoint_validation_images():
+  import jax
+  n = 50
+  images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)
+  data = datasets.Dataset('toy', images, np.arange(n, dtype=np.int32) % 10,
+                          images[:3], np.zeros(3, np.int32), np.zeros(1),
+                          np.ones(1), 10)
+  rest, (val_x, val_y) = datasets.hold_out(data, 12, jax.random.key(1))
+  ids_rest, ids_val = rest.train_images.ravel(), val_x.ravel()
+  assert len(ids_rest) == 38 and len(ids_val) == 12
+  assert sorted(np.concatenate([ids_rest, ids_val])) == list(range(n))
+  np.testing.assert_array_equal(val_y, ids_val.astype(np.int32) % 10)
+  again, _ = datasets.hold_out(data, 12, jax.random.key(1))
+  np.testing.assert_array_equal(again.train_images, rest.train_images)
+  other, _ = datasets.hold_out(data, 12, jax.random.key(2))
+  assert not np.array_equal(other.train_images, rest.train_images)
+  with pytest.raises(DataError, match='validation split of 50 images'):
+    datasets.hold_out(data, 50, jax.random.key(1))

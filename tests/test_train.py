@@ -178,6 +178,40 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir):
   np.testing.assert_array_equal(a.lrs, b.lrs)
 
 
+def test_validation_split_keeps_the_best_set(tmp_path, data_dir, mnist):
+  config = _tiny_config(data_dir, **{'data.val_size': 2000, 'eval_every': 2})
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+  scored = [l for l in metrics.read(workdir) if 'val_accuracy' in l]
+  assert [l['step'] for l in scored] == [0, 2, 4, 6]
+  best = max(scored, key=lambda l: l['val_accuracy'])  # First of equals.
+  assert results['selected']['step'] == best['step']
+  assert results['selected']['val_accuracy'] == pytest.approx(
+      best['val_accuracy'])
+  # The saved set is the selected one: on the fixed init it scores what
+  # that iteration's evaluation logged.
+  direct = _direct_accuracies(config, os.path.join(workdir, 'distilled.npz'),
+                              mnist.test_images, mnist.test_labels, 1)
+  assert direct[0] == pytest.approx(best['test_accuracy'], abs=TIE_FLIPS)
+  assert results['test_accuracy']['mean'] == pytest.approx(
+      best['test_accuracy'], abs=TIE_FLIPS)
+
+
+def test_keep_best_replaces_the_set_only_on_a_better_validation_score():
+  state = {'distilled': {'images': jnp.ones(2)}, 'step': jnp.int32(4),
+           'best': {'distilled': {'images': jnp.zeros(2)},
+                    'step': jnp.int32(2), 'val_accuracy': jnp.float32(0.5)}}
+  for worse in (0.4, 0.5):
+    assert train._keep_best(state, {'val_accuracy': worse}) is state
+  kept = train._keep_best(state, {'val_accuracy': 0.6})
+  np.testing.assert_array_equal(kept['best']['distilled']['images'], 1.0)
+  assert int(kept['best']['step']) == 4
+  assert float(kept['best']['val_accuracy']) == pytest.approx(0.6)
+  # Without a validation split nothing is tracked.
+  plain = {'distilled': state['distilled'], 'step': state['step']}
+  assert train._keep_best(plain, {'test_accuracy': 0.9}) is plain
+
+
 def test_workdir_with_another_config_is_not_mixed(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
   first = train.train_and_evaluate(_tiny_config(data_dir, num_iterations=2),

@@ -327,3 +327,19 @@ def zca_whiten(data: Dataset, eps: float) -> Dataset:
   return dataclasses.replace(data, name=f'{data.name}_zca',
                              train_images=whiten(data.train_images),
                              test_images=whiten(data.test_images))
+
+
+def hold_out(data: Dataset, size: int,
+             key) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
+  """(data without `size` training images drawn at random with `key`, those
+  images and labels): a validation split that training never sees."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if not 0 < size < len(data.train_labels):
+    raise DataError(f'a validation split of {size} images (config.data.'
+                    f'val_size) does not fit in {data.name}\'s '
+                    f'{len(data.train_labels)} training images')
+  order = np.asarray(jax.random.permutation(key, len(data.train_labels)))
+  keep, val = np.sort(order[size:]), np.sort(order[:size])
+  return (dataclasses.replace(data, train_images=data.train_images[keep],
+                              train_labels=data.train_labels[keep]),
+          (data.train_images[val], data.train_labels[val]))
