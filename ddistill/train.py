@@ -468,10 +468,12 @@ def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
 def due(config: ml_collections.ConfigDict, done: int) -> tuple[bool, bool]:
   """(logged, evaluated) for the iteration that makes `done`: a line every
   log_every, at the last iteration and at every evaluation (every
-  eval_every, whether or not a multiple of log_every)."""
+  eval_every, whether or not a multiple of log_every; with a validation
+  split, at the last iteration too, so that the last set is a candidate)."""
   evaluated = bool(config.eval_every) and done % config.eval_every == 0
-  logged = (evaluated or done % config.log_every == 0
-            or done == config.num_iterations)
+  last = done == config.num_iterations
+  evaluated = evaluated or bool(config.data.val_size and last)
+  logged = evaluated or done % config.log_every == 0 or last
   return logged, evaluated
 
 

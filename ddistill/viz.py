@@ -56,7 +56,8 @@ def save_curves(path: str, records: list[dict]) -> None:
   """A PNG of a run's metrics.jsonl records against outer iterations.
 
   Panels: the outer loss, the test accuracy of the held-out inits (mean and
-  +- std), and the learned lrs (mean, with min to max shaded).
+  +- std; validation accuracy too where a run has it), and the learned lrs
+  (mean, with min to max shaded).
   """
   # A bare Figure (not pyplot): no display backend, none of pyplot's state.
   # Imported here: matplotlib adds most of a second to every start-up.
@@ -71,8 +72,13 @@ def save_curves(path: str, records: list[dict]) -> None:
          for r in records if 'test_accuracy' in r]
   if acc:
     steps, mean, std = map(np.asarray, zip(*acc))
-    ax_acc.plot(steps, mean, marker='.')
+    ax_acc.plot(steps, mean, marker='.', label='test')
     ax_acc.fill_between(steps, mean - std, mean + std, alpha=0.3)
+  val = [(r['step'], r['val_accuracy']) for r in records
+         if 'val_accuracy' in r]
+  if val:  # The split that picks the kept set (data.val_size).
+    ax_acc.plot(*zip(*val), marker='.', label='validation')
+    ax_acc.legend()
   ax_acc.set(xlabel='outer iteration', ylabel='test accuracy')
   lrs = [(r['step'], np.asarray(r['lrs'])) for r in records if 'lrs' in r]
   if lrs:

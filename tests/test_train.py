@@ -275,6 +275,9 @@ def test_evaluations_fall_every_eval_every_even_between_log_lines():
   assert logged == [3, 4, 6, 8, 9, 10]  # Each evaluation gets its line.
   config.eval_every = 0
   assert not any(ev for _, ev in (train.due(config, d) for d in range(1, 11)))
+  # With a validation split the last set is always a candidate.
+  config.data.val_size = 100
+  assert [d for d in range(1, 11) if train.due(config, d)[1]] == [10]
 
 
 def test_bad_config_fails_before_touching_the_workdir(tmp_path):
