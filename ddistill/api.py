@@ -21,7 +21,7 @@ from ddistill import distill
 from ddistill import models
 from ddistill import sharding
 from ddistill import train
-from ddistill.errors import DataError
+from ddistill.errors import ConfigError, DataError
 from ddistill.export import DistilledSet
 
 
@@ -80,6 +80,11 @@ def distill_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray, num_classes: int,
   mean, std: [C], kept in the set to draw it (default 0 and 1: x as given).
   """
   config_checks.validate(config)
+  if config.data.val_size or config.data.zca:
+    raise ConfigError('distill_arrays takes the arrays as given: set '
+                      'config.data.val_size and config.data.zca to 0 (hold '
+                      'out and whiten the arrays yourself: datasets.hold_out, '
+                      'datasets.zca_whiten)')
   x_NxHxWxC, y_N = np.asarray(x_NxHxWxC, np.float32), np.asarray(y_N)
   _check_arrays(x_NxHxWxC, y_N, num_classes)
   channels = x_NxHxWxC.shape[-1]

@@ -66,7 +66,8 @@ def _accuracy(apply_fn, params_M, num_models: int, test_x: np.ndarray,
   rep = sharding.replicated(mesh)
   # Models x images per program stays at `chunk`: 16 ConvNet-3s on 2,500
   # CIFAR images at once asked a GPU for 74 GiB.
-  chunk = max(1, chunk // (per_batch or 1))
+  per_device = jax.tree.leaves(params_M)[0].shape[0] // mesh.size
+  chunk = max(1, chunk // min(per_batch or 1, per_device))
   correct = np.zeros(num_models, np.int64)
   for start in range(0, len(test_x), chunk):
     batch = sharding.put((test_x[start:start + chunk],
@@ -79,7 +80,7 @@ def accuracy(apply_fn: distill.ApplyFn, params_M: distill.Params,
              x: np.ndarray, y: np.ndarray, mesh: Optional[Mesh] = None,
              chunk: int = 2500, per_batch: Optional[int] = -1) -> np.ndarray:
   """Accuracies [M] of the stacked models on (x, y), as they are (no
-  training). per_batch: as in `evaluate_set`."""
+  training). per_batch, chunk: as in `evaluate_set`."""
   mesh = mesh or sharding.make_mesh()
   per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
   params_M, num_models = _split_models(params_M, mesh)
@@ -98,6 +99,7 @@ def evaluate_set(apply_fn: distill.ApplyFn, params0_M: distill.Params,
   to train towards, as learned labels give).
   per_batch: models trained at once per device (None: one at a time);
   -1 picks `models_per_batch(mesh)`.
+  chunk: test images per call for one model; models run at once share it.
   """
   return evaluate_set_on(apply_fn, params0_M, images_SxNxHxWxC, labels_SxN,
                          lrs_T, {'test': (test_x, test_y)}, mesh, chunk,

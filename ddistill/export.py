@@ -40,6 +40,9 @@ class DistilledSet:
   soft_labels: Optional[np.ndarray] = None
   # True: `soft_labels` are raw labels (label_mode 'raw'), unnormalised.
   raw_labels: bool = False
+  # > 0: the images are in ZCA-whitened space (data.zca, this eps), not
+  # `mean`/`std`-normalized pixels.
+  zca: float = 0.0
 
   def __post_init__(self):
     if self.soft_labels is None:  # Frozen: set once, here.
@@ -71,7 +74,8 @@ def save_distilled(path: str, distilled: DistilledSet) -> None:
              std=np.asarray(distilled.std, np.float32),
              epochs=np.asarray(distilled.epochs, np.int32),
              soft_labels=np.asarray(distilled.soft_labels, np.float32),
-             raw_labels=np.asarray(distilled.raw_labels, bool))
+             raw_labels=np.asarray(distilled.raw_labels, bool),
+             zca=np.asarray(distilled.zca, np.float32))
 
 
 def load_distilled(path: str,
@@ -90,8 +94,9 @@ def load_distilled(path: str,
       if soft_labels is None and num_classes is not None:
         soft_labels = one_hot(f['labels'], num_classes)
       raw = bool(f['raw_labels']) if 'raw_labels' in f.files else False
+      zca = float(f['zca']) if 'zca' in f.files else 0.0
       d = DistilledSet(f['images'], f['labels'], f['lrs'], f['mean'],
-                       f['std'], int(f['epochs']), soft_labels, raw)
+                       f['std'], int(f['epochs']), soft_labels, raw, zca)
   except FileNotFoundError:
     raise DataError(f'{path}: file not found') from None
   except (OSError, ValueError, EOFError) as e:
@@ -153,6 +158,10 @@ def write_image_folder(d: DistilledSet, out_dir: str) -> dict:
   refused. Returns {'images': count, 'clipped': pixel values clipped}.
   """
   steps, n, _, _, channels = d.images.shape
+  if d.zca:
+    raise DataError(f'this set is ZCA-whitened (data.zca = {d.zca:g}): PNGs '
+                    'and normalization.json cannot carry whitened images; '
+                    'use the .npz')
   if channels not in (1, 3):
     raise DataError(f'{channels}-channel images have no PNG format; '
                     'only 1 (grayscale) and 3 (RGB)')

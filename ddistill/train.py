@@ -338,11 +338,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        fresh: bool = False) -> dict[str, Any]:
   """Distills a dataset as `config` says; returns the results dict."""
   config_checks.validate(config)
-  check_workdir(config, workdir, fresh)
+  # The data first: a split that does not fit is refused before the
+  # workdir is claimed.
   data, val_xy = load_data(config), None
   if config.data.val_size:
     data, val_xy = datasets.hold_out(data, config.data.val_size,
                                      run_keys(config.seed)['validation'])
+  check_workdir(config, workdir, fresh)
   program = build_program(config, data.num_classes, data.image_shape,
                           num_examples=len(data.train_labels))
   train_xy = sharding.put((data.train_images, data.train_labels),
@@ -412,12 +414,13 @@ def _keep_best(state: dict, values: dict) -> dict:
   `values`) beats the best one's; the first of equals is kept."""
   if 'best' not in state or 'val_accuracy' not in values:
     return state
-  if values['val_accuracy'] <= float(state['best']['val_accuracy']):
+  # Compared as stored (float32), so that an equal score never replaces.
+  score = np.float32(values['val_accuracy'])
+  if score <= np.float32(sharding.to_host(state['best']['val_accuracy'])):
     return state
   like = state['best']['val_accuracy']
   best = {'distilled': state['distilled'], 'step': state['step'],
-          'val_accuracy': sharding.put(np.float32(values['val_accuracy']),
-                                       like.sharding)}
+          'val_accuracy': sharding.put(score, like.sharding)}
   return {**state, 'best': best}
 
 
@@ -544,7 +547,8 @@ def distilled_of(config, program: Program, state: dict, mean: np.ndarray,
                              np.asarray(distill.lrs_from_raw(d['raw_lrs'])),
                              np.asarray(mean), np.asarray(std),
                              config.distill.epochs, soft_labels,
-                             config.distill.label_mode == 'raw')
+                             config.distill.label_mode == 'raw',
+                             float(config.data.zca))
 
 
 def _finish(config, workdir, data, program: Program,

@@ -79,7 +79,7 @@ def save_curves(path: str, records: list[dict]) -> None:
   if val:  # The split that picks the kept set (data.val_size).
     ax_acc.plot(*zip(*val), marker='.', label='validation')
     ax_acc.legend()
-  ax_acc.set(xlabel='outer iteration', ylabel='test accuracy')
+  ax_acc.set(xlabel='outer iteration', ylabel='accuracy')
   lrs = [(r['step'], np.asarray(r['lrs'])) for r in records if 'lrs' in r]
   if lrs:
     steps = [s for s, _ in lrs]

@@ -94,3 +94,12 @@ def test_train_on_takes_a_module_or_an_apply_fn():
 def test_distill_arrays_names_bad_arrays(x_shape, y, message):
   with pytest.raises(errors.DataError, match=message):
     ddistill.distill_arrays(np.zeros(x_shape, np.float32), y, 4, _config())
+
+
+@pytest.mark.parametrize('field', ['data.val_size', 'data.zca'])
+def test_distill_arrays_refuses_what_it_cannot_do_to_arrays(field):
+  config = _config()
+  config.update_from_flattened_dict({field: 1000 if 'val' in field else 0.1})
+  with pytest.raises(errors.ConfigError, match='arrays as given'):
+    ddistill.distill_arrays(np.zeros((12, 8, 8, 1), np.float32),
+                            np.arange(12) % 4, 4, config)

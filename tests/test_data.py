@@ -259,3 +259,11 @@ def test_hold_out_splits_off_disjoint_validation_images():
   assert not np.array_equal(other.train_images, rest.train_images)
   with pytest.raises(DataError, match='validation split of 50 images'):
     datasets.hold_out(data, 50, jax.random.key(1))
+
+
+def test_zca_refuses_images_too_large_for_a_covariance():
+  big = np.zeros((2, 65, 65, 3), np.float32)
+  data = datasets.Dataset('big', big, np.zeros(2, np.int32), big,
+                          np.zeros(2, np.int32), np.zeros(3), np.ones(3), 2)
+  with pytest.raises(DataError, match='at most 12288 values'):
+    datasets.zca_whiten(data, eps=0.1)

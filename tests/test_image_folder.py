@@ -117,3 +117,15 @@ def test_the_command_names_a_missing_file_in_one_line(tmp_path):
   assert result.returncode != 0
   assert result.stderr.strip().splitlines()[-1].startswith('error: ')
   assert 'no.npz' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_a_zca_whitened_set_round_trips_and_is_not_exported_as_pngs(tmp_path):
+  d = _distilled(1, False)
+  d = export.DistilledSet(d.images, d.labels, d.lrs, d.mean, d.std, d.epochs,
+                          zca=0.1)
+  path = str(tmp_path / 'd.npz')
+  export.save_distilled(path, d)
+  assert export.load_distilled(path).zca == pytest.approx(0.1)
+  with pytest.raises(export.DataError, match='ZCA-whitened'):
+    export.write_image_folder(d, str(tmp_path / 'folder'))
+  assert not os.path.exists(tmp_path / 'folder')

@@ -197,12 +197,23 @@ def test_validation_split_keeps_the_best_set(tmp_path, data_dir, mnist):
       best['test_accuracy'], abs=TIE_FLIPS)
 
 
+def test_validation_split_that_does_not_fit_claims_no_workdir(tmp_path,
+                                                             data_dir):
+  config = _tiny_config(data_dir, **{'data.val_size': 60000})
+  with pytest.raises(errors.DataError, match='validation split of 60000'):
+    train.train_and_evaluate(config, str(tmp_path / 'never'))
+  assert not os.path.exists(tmp_path / 'never')
+
+
 def test_keep_best_replaces_the_set_only_on_a_better_validation_score():
   state = {'distilled': {'images': jnp.ones(2)}, 'step': jnp.int32(4),
            'best': {'distilled': {'images': jnp.zeros(2)},
                     'step': jnp.int32(2), 'val_accuracy': jnp.float32(0.5)}}
   for worse in (0.4, 0.5):
     assert train._keep_best(state, {'val_accuracy': worse}) is state
+  # An equal score never replaces, though float32 rounds 0.9 down.
+  tied = {**state, 'best': {**state['best'], 'val_accuracy': jnp.float32(0.9)}}
+  assert train._keep_best(tied, {'val_accuracy': 0.9}) is tied
   kept = train._keep_best(state, {'val_accuracy': 0.6})
   np.testing.assert_array_equal(kept['best']['distilled']['images'], 1.0)
   assert int(kept['best']['step']) == 4

@@ -24,6 +24,7 @@ CACHE_DIR_ENV = 'DDISTILL_CACHE_DIR'
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
                    'frog', 'horse', 'ship', 'truck')
 CLASS_NAMES = {'cifar10': CIFAR10_CLASSES}
+MAX_ZCA_DIM = 64 * 64 * 3  # Its float64 covariance: 1.2 GB.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,6 +310,10 @@ def zca_whiten(data: Dataset, eps: float) -> Dataset:
   if not eps > 0:
     raise ValueError(f'ZCA eps must be > 0, got {eps}')
   shape = data.image_shape
+  if np.prod(shape) > MAX_ZCA_DIM:
+    raise DataError(f'ZCA of {data.name}\'s {shape} images needs a '
+                    f'{np.prod(shape)}-square covariance; config.data.zca '
+                    f'takes images of at most {MAX_ZCA_DIM} values')
   x_NxD = data.train_images.reshape(len(data.train_images), -1)
   mu_D = x_NxD.mean(0, dtype=np.float64)
   cov_DxD = np.zeros((x_NxD.shape[1],) * 2)
