@@ -64,8 +64,8 @@ def _accuracy(apply_fn, params_M, num_models: int, test_x: np.ndarray,
               per_batch: Optional[int]) -> np.ndarray:
   count = _programs(apply_fn, mesh, per_batch)[2]
   rep = sharding.replicated(mesh)
-  # Models x images per program stays at `chunk`: 16 ConvNet-3s on 2,500
-  # CIFAR images at once asked a GPU for 74 GiB.
+  # Models x images per program stays at `chunk`, so that wide models run
+  # at once do not outgrow device memory (benchmarks/README.md, the H100).
   per_device = jax.tree.leaves(params_M)[0].shape[0] // mesh.size
   chunk = max(1, chunk // min(per_batch or 1, per_device))
   correct = np.zeros(num_models, np.int64)
