@@ -2,6 +2,7 @@ r"""Times one outer iteration (meta-gradient and optimizer update).
 
   python benchmarks/outer_step.py --setting a
   python benchmarks/outer_step.py --setting d --unroll 2000
+  python benchmarks/outer_step.py --setting d --unroll 100 --profile_dir /tmp/d
 
 Settings:
   a  MNIST, LeNet, fixed init, 10 steps x 3 epochs, 100 images, batch 1024
@@ -45,6 +46,11 @@ _BATCH = flags.DEFINE_integer('real_batch_size', 1024, 'Real images per '
                               'iteration (smaller for smoke runs).')
 _EPOCHS = flags.DEFINE_integer('epochs', 0, 'Passes over the steps in '
                                'settings a to c; 0 keeps the setting\'s 3.')
+_PROFILE = flags.DEFINE_string('profile_dir', '', 'If set, writes a jax '
+                                'profiler trace of the last timed iteration '
+                                'there (TensorBoard or Perfetto); tracing '
+                                'slows that iteration, so use --repeats 3 '
+                                'or more.')
 _FLOPS = flags.DEFINE_bool('flops', True, 'Count FLOPs (compiles the step '
                            'again, unrolled; slow for large --unroll).')
 
@@ -136,9 +142,14 @@ def main(argv):
   compile_s = time.perf_counter() - t0
   times = []
   for i in range(1, _REPEATS.value + 1):
+    trace = _PROFILE.value and i == _REPEATS.value
+    if trace:
+      jax.profiler.start_trace(_PROFILE.value, create_perfetto_trace=True)
     t0 = time.perf_counter()
     state = one_iteration(state, i)
     times.append(time.perf_counter() - t0)
+    if trace:
+      jax.profiler.stop_trace()
   sec = statistics.median(times)
   peak = peak_memory_mb()
   gflop = float('nan')
