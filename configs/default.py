@@ -66,6 +66,7 @@ def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
   config.optim.b1 = 0.5  # Adam beta1, as in the paper's code.
   config.optim.decay_every = 500  # Iterations between step decays of optim.lr.
   config.optim.decay_factor = 0.5  # Multiplier at each decay.
+  config.optim.ema_decay = 0.0  # Evaluate, keep and save a moving average of the set (optax.ema, debiased) with this decay; 0 = the set itself.
 
   config.num_iterations = 1500  # Outer iterations.
   config.real_batch_size = 1024  # Real images per outer iteration.

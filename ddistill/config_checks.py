@@ -204,6 +204,7 @@ def _run(config, at: str = '', pool_filled_in: bool = False) -> None:
   _choice(config, at + 'distill.dsa_mode', augment.MODES)
 
   _optim(config, at)
+  _unit_interval(config, at + 'optim.ema_decay')
   _int(config, at + 'num_iterations', 0)
   _int(config, at + 'real_batch_size', 1)
   _int(config, at + 'log_every', 1)

@@ -280,7 +280,8 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                batch_indices: Optional[Callable] = None,
                augment: Optional[Callable] = None,
                truncate_window: int = 0,
-               siamese_augment: Optional[Callable] = None
+               siamese_augment: Optional[Callable] = None,
+               ema: Optional[optax.GradientTransformation] = None
                ) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
@@ -293,6 +294,8 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   drawn uniformly from [W, T] (`train_truncated`).
   siamese_augment: (key, x_BxHxWxC) -> transformed batch, applied with one
   key to the real batch and to the distilled images (DSA, augment.DSA).
+  ema: a moving average of the distilled set (`optax.ema`), kept in the
+  state as 'ema' (the debiased average) and 'ema_state'.
   """
   if augment is not None:
     key, k_augment = jax.random.split(key)
@@ -320,13 +323,26 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
       remat=remat, unroll=unroll, num_valid=num_valid,
       real_apply_fn=real_apply_fn, truncate_window=truncate_window,
       end_step=end_step, augment_images=augment_images)
+  return apply_meta_gradient(state, loss, grads, optimizer, ema)
+
+
+def apply_meta_gradient(state: dict, loss: jax.Array, grads: Distilled,
+                        optimizer: optax.GradientTransformation,
+                        ema: Optional[optax.GradientTransformation] = None
+                        ) -> tuple[dict, dict]:
+  """`train_step`'s update of the set (and of its moving average, given
+  `ema`) by the meta-gradient `grads`, and the iteration's metrics."""
   updates, opt_state = optimizer.update(grads, state['opt_state'],
                                         state['distilled'])
   distilled = optax.apply_updates(state['distilled'], updates)
+  new_state = {'distilled': distilled, 'opt_state': opt_state}
+  if ema is not None:
+    new_state['ema'], new_state['ema_state'] = ema.update(distilled,
+                                                          state['ema_state'])
   metrics = {'loss': loss,
              'grad_norm_images': optax.tree.norm(grads['images']),
              'grad_norm_lrs': optax.tree.norm(grads['raw_lrs'])}
   for key in LABEL_KEYS.values():
     if key in grads:
       metrics['grad_norm_labels'] = optax.tree.norm(grads[key])
-  return {'distilled': distilled, 'opt_state': opt_state}, metrics
+  return new_state, metrics

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import tqdm
 
 from ddistill import augment
@@ -147,6 +148,7 @@ HOW_NOT_WHAT = {'model': ('conv_impl', 'first_order_conv_impl'),
 ADDED_LATER = {'data': {'augment': 'none', 'sampling': 'iid',
                         'as_mnist': False, 'digit_box': 0,
                         'image_size': 224, 'zca': 0.0, 'val_size': 0},
+               'optim': {'ema_decay': 0.0},
                'distill': {'label_mode': 'hard', 'label_init_scale': 4.0,
                            'truncate_window': 0, 'dsa': '',
                            'dsa_strength': 1.0, 'dsa_mode': 'one'}}
@@ -218,6 +220,7 @@ class Program:
   num_classes: int
   labels_SxN: jax.Array  # The class of each distilled image.
   optimizer: Any
+  ema: Any  # optax.ema of the distilled set, or None.
   step_fn: Callable  # (state, params0_I, train_x, train_y, key) -> (state, metrics)
   sample_inits: Callable  # key -> params0_I, the inits of one iteration.
   mesh: Any  # Inits are split over its devices; everything else replicated.
@@ -254,6 +257,7 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
                                      config.optim.decay_every,
                                      config.optim.decay_factor)
   batching = 'vmap' if dc.batching == 'auto' else dc.batching
+  ema = optax.ema(config.optim.ema_decay) if config.optim.ema_decay else None
   mesh = sharding.make_mesh()
   rep = sharding.replicated(mesh)
   sample_inits, inits_sharding, num_valid = _init_sampler(config, model,
@@ -267,11 +271,11 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
                         truncate_window=dc.truncate_window,
                         siamese_augment=augment.from_spec(
                             dc.dsa, dc.dsa_strength, dc.dsa_mode),
-                        **real_batch_fns(config, num_examples)),
+                        ema=ema, **real_batch_fns(config, num_examples)),
       in_shardings=(rep, inits_sharding, rep, rep, rep),
       out_shardings=(rep, rep))
   return Program(model, apply_fn, first_order_apply_fn, num_classes,
-                 labels_SxN, optimizer, step_fn, sample_inits, mesh)
+                 labels_SxN, optimizer, ema, step_fn, sample_inits, mesh)
 
 
 def _init_sampler(config: ml_collections.ConfigDict, model, image_shape,
@@ -326,6 +330,8 @@ def initial_state(config: ml_collections.ConfigDict, program: Program,
   state = {'distilled': distilled,
            'opt_state': program.optimizer.init(distilled),
            'step': jnp.zeros((), jnp.int32)}
+  if program.ema is not None:
+    state['ema'], state['ema_state'] = distilled, program.ema.init(distilled)
   if config.data.val_size:  # The set with the best validation accuracy yet.
     state['best'] = {'distilled': distilled,
                      'val_accuracy': jnp.full((), -1.0, jnp.float32),
@@ -390,7 +396,7 @@ def _evaluation_during(config: ml_collections.ConfigDict,
     splits['val'] = val_xy
 
   def evaluate_now(state: dict) -> dict:
-    d = state['distilled']
+    d = reported_set(state)
     accs = evaluate.evaluate_set_on(
         program.first_order_apply_fn, params0_M, d['images'],
         distill.inner_targets(d, program.labels_SxN),
@@ -398,6 +404,12 @@ def _evaluation_during(config: ml_collections.ConfigDict,
     return {name: evaluate.summarize(a) for name, a in accs.items()}
 
   return evaluate_now
+
+
+def reported_set(state: dict) -> distill.Distilled:
+  """The set that a state's evaluations, its kept best set and the run's
+  outputs use: the moving average when the run keeps one, else the set."""
+  return state['ema'] if 'ema' in state else state['distilled']
 
 
 def _accuracies(acc: dict) -> dict[str, float]:
@@ -419,7 +431,7 @@ def _keep_best(state: dict, values: dict) -> dict:
   if score <= np.float32(sharding.to_host(state['best']['val_accuracy'])):
     return state
   like = state['best']['val_accuracy']
-  best = {'distilled': state['distilled'], 'step': state['step'],
+  best = {'distilled': reported_set(state), 'step': state['step'],
           'val_accuracy': sharding.put(score, like.sharding)}
   return {**state, 'best': best}
 
@@ -485,7 +497,7 @@ def _log(workdir: str, writer, state: dict, done: int, values: dict,
   """Logs iteration `done` (adding its lrs and, given `evaluate_now`, test
   and validation accuracies to `values`) and redraws curves.png after an
   evaluation."""
-  lrs = sharding.to_host(distill.lrs_from_raw(state['distilled']['raw_lrs']))
+  lrs = sharding.to_host(distill.lrs_from_raw(reported_set(state)['raw_lrs']))
   values['lr_mean'] = float(lrs.mean())
   evaluated = evaluate_now is not None
   if evaluated:
@@ -525,7 +537,8 @@ def outer_iteration(program: Program, state: dict, train_xy, keys: dict,
                     it: int, rep) -> tuple[dict, dict]:
   """Outer iteration `it`: its keys folded from the run's, one step."""
   k_batch, k_inits = jax.random.split(jax.random.fold_in(keys['train'], it))
-  core = {k: state[k] for k in ('distilled', 'opt_state', 'step')}
+  core = {k: state[k] for k in ('distilled', 'opt_state', 'step', 'ema',
+                                'ema_state') if k in state}
   new_state, metrics_ = program.step_fn(core, program.sample_inits(k_inits),
                                         *train_xy, k_batch)
   # Whatever else the state holds (the best set) rides along unchanged.
@@ -536,7 +549,7 @@ def outer_iteration(program: Program, state: dict, train_xy, keys: dict,
 def distilled_of(config, program: Program, state: dict, mean: np.ndarray,
                  std: np.ndarray) -> export.DistilledSet:
   """The distilled set a run's state holds, as saved to distilled.npz."""
-  d = sharding.to_host(state['distilled'])
+  d = sharding.to_host(reported_set(state))
   targets = np.asarray(distill.inner_targets(d, program.labels_SxN))
   if targets.ndim == 3:  # Learned labels: each image's class is the argmax.
     labels_SxN, soft_labels = targets.argmax(-1).astype(np.int32), targets

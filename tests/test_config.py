@@ -84,6 +84,7 @@ def test_unknown_variant_is_an_error():
     ('optim.lr', -0.1, r'config.optim.lr'),
     ('optim.b1', 1.5, r'config.optim.b1'),
     ('optim.b1', 1.0, r'config.optim.b1 = 1.0 must be a number in \[0, 1\)'),
+    ('optim.ema_decay', 1.0, r'config.optim.ema_decay = 1.0 must be a'),
     ('data.augment', 'mixup', r"config.data.augment = 'mixup' is not one of"),
     ('data.sampling', 'stratified', r'config.data.sampling'),
     ('data.val_size', -1, r'config.data.val_size = -1 must be an integer'),

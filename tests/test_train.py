@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import mnist as mnist_config
@@ -195,6 +196,40 @@ def test_validation_split_keeps_the_best_set(tmp_path, data_dir, mnist):
   assert direct[0] == pytest.approx(best['test_accuracy'], abs=TIE_FLIPS)
   assert results['test_accuracy']['mean'] == pytest.approx(
       best['test_accuracy'], abs=TIE_FLIPS)
+
+
+def test_moving_average_of_the_set_is_what_runs_evaluate_and_keep():
+  """optim.ema_decay: the step keeps the debiased average of its sets, and
+  evaluation, the kept best set and the outputs read that average."""
+  model = models.make_model('mlp', 3, (4, 4, 1),
+                            inits.kernel_initializer('xavier_normal'))
+  keys = jax.random.split(jax.random.key(0), 4)
+  train_x = jax.random.normal(keys[0], (64, 4, 4, 1))
+  train_y = jax.random.randint(keys[1], (64,), 0, 3)
+  labels = distill.distilled_labels(1, 3, 1)
+  d = distill.init_distilled(keys[2], labels, (4, 4, 1), 2, 0.1)
+  optimizer = distill.make_optimizer(0.1, 0.5, 100, 0.5)
+  ema = optax.ema(0.8)
+  state = {'distilled': d, 'opt_state': optimizer.init(d),
+           'ema': d, 'ema_state': ema.init(d)}
+  params0 = inits.sample_params(model, keys[3], 2, (4, 4, 1))
+  step = jax.jit(lambda s, k: distill.train_step(
+      s, params0, train_x, train_y, k, apply_fn=models.Apply(model),
+      labels_SxN=labels, optimizer=optimizer, batch_size=16, ema=ema))
+  sets = []
+  for it in range(3):
+    state, _ = step(state, jax.random.fold_in(keys[0], it))
+    sets.append(state['distilled']['images'])
+  weights = [0.2 * 0.8**2, 0.2 * 0.8, 0.2]
+  by_hand = sum(w * x for w, x in zip(weights, sets)) / sum(weights)
+  np.testing.assert_allclose(state['ema']['images'], by_hand, rtol=1e-5)
+  assert not np.allclose(by_hand, sets[-1])
+  assert train.reported_set(state) is state['ema']
+  state['step'] = jnp.int32(3)
+  state['best'] = {'distilled': d, 'step': jnp.int32(0),
+                   'val_accuracy': jnp.float32(0.1)}
+  kept = train._keep_best(state, {'val_accuracy': 0.5})
+  assert kept['best']['distilled'] is state['ema']
 
 
 def test_validation_split_that_does_not_fit_claims_no_workdir(tmp_path,
