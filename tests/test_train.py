@@ -203,7 +203,7 @@ def test_moving_average_of_the_set_is_what_runs_evaluate_and_keep():
   evaluation, the kept best set and the outputs read that average."""
   model = models.make_model('mlp', 3, (4, 4, 1),
                             inits.kernel_initializer('xavier_normal'))
-  keys = jax.random.split(jax.random.key(0), 4)
+  keys = jax.random.split(jax.random.key(0), 5)
   train_x = jax.random.normal(keys[0], (64, 4, 4, 1))
   train_y = jax.random.randint(keys[1], (64,), 0, 3)
   labels = distill.distilled_labels(1, 3, 1)
@@ -218,7 +218,7 @@ def test_moving_average_of_the_set_is_what_runs_evaluate_and_keep():
       labels_SxN=labels, optimizer=optimizer, batch_size=16, ema=ema))
   sets = []
   for it in range(3):
-    state, _ = step(state, jax.random.fold_in(keys[0], it))
+    state, _ = step(state, jax.random.fold_in(keys[4], it))
     sets.append(state['distilled']['images'])
   weights = [0.2 * 0.8**2, 0.2 * 0.8, 0.2]
   by_hand = sum(w * x for w, x in zip(weights, sets)) / sum(weights)
