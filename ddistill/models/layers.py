@@ -46,24 +46,33 @@ def _width_shift(kw: int, w: int, w_out: int, dtype) -> np.ndarray:
           + np.arange(kw)[:, None, None]).astype(dtype)
 
 
+def _row_slabs(x_BxHxWxC: jax.Array, kh: int) -> jax.Array:
+  """[B, H - kh + 1, kh * W * C]: for each output row, the kh input rows it
+  reads, side by side (a copy of the input kh times, not kh * kw as im2col)."""
+  b, h, w, c = x_BxHxWxC.shape
+  rows_BxHxWC = x_BxHxWxC.reshape(b, h, w * c)
+  return jnp.concatenate([rows_BxHxWC[:, i:i + h - kh + 1] for i in range(kh)],
+                         -1)
+
+
 def conv_as_banded_matmul(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,
                           pad: int) -> jax.Array:
-  """A stride-1 convolution as kh matmuls with banded (Toeplitz) matrices.
+  """A stride-1 convolution as one matmul with a banded (Toeplitz) matrix.
 
-  Kernel row i becomes a matrix [W*C, W'*O] that applies the row across the
-  width; the output is the sum over i of (input rows i..i+H') @ band_i. This
-  does more FLOPs than im2col but copies no patches: each operand is a
-  contiguous slab, which on CPU is what costs. Under vmap over the kernel
-  with a shared input, the matmuls merge into one wide matmul.
+  Kernel row i becomes a band [W*C, W'*O] that applies the row across the
+  width; stacked, the kh bands multiply the row slabs (`_row_slabs`). This
+  does more FLOPs than im2col but copies far less, which on CPU is what
+  costs. One matmul rather than one per kernel row: XLA would add up the kh
+  products again inside each consumer it fuses them into. Under vmap over
+  the kernel with a shared input, it is still one (wider) matmul.
   """
   kh, kw, c, o = kernel_KxKxCxO.shape
   x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   b, h, w, _ = x.shape
   h_out, w_out = h - kh + 1, w - kw + 1
   bands = jnp.einsum('jpw,ijco->ipcwo', _width_shift(kw, w, w_out, x.dtype),
-                     kernel_KxKxCxO).reshape(kh, w * c, w_out * o)
-  rows_BxHxWC = x.reshape(b, h, w * c)
-  y = sum(rows_BxHxWC[:, i:i + h_out] @ bands[i] for i in range(kh))
+                     kernel_KxKxCxO).reshape(kh * w * c, w_out * o)
+  y = _row_slabs(x, kh) @ bands
   return y.reshape(b, h_out, w_out, o)
 
 
@@ -79,22 +88,19 @@ def conv_kernel_grad_by_rows(x_BxHxWxC: jax.Array, g_BxHoxWoxO: jax.Array,
                              pad: int) -> jax.Array:
   """The gradient of a stride-1 conv with respect to its kernel, by rows.
 
-  The transpose of `conv_as_banded_matmul` in the kernel, written out so
-  that each kernel row is one matmul of contiguous slabs, contracting over
-  images and output rows: [W*C, B*Ho] @ [B*Ho, Wo*O]. The kw diagonals of
-  each product are the kernel's columns. XLA's own transpose of the banded
-  conv (and its convolution) copy and reorder much more on CPU.
+  The transpose of `conv_as_banded_matmul` in the kernel, written out as one
+  matmul of the row slabs with the output gradient, contracting over images
+  and output rows: [kh*W*C, B*Ho] @ [B*Ho, Wo*O]. The kw diagonals of each
+  kernel row's block are the kernel's columns. XLA's own transpose of the
+  banded conv (and its convolution) copy and reorder much more on CPU.
   """
   kh, kw, c, o = kernel_shape
   x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   b, h, w, _ = x.shape
   h_out, w_out = h - kh + 1, w - kw + 1
-  rows_BxHxWC = x.reshape(b, h, w * c)
   g_BxHoxWoO = g_BxHoxWoxO.reshape(b, h_out, w_out * o)
-  m_KxWCxWoO = jnp.stack([
-      jnp.einsum('bhp,bhq->pq', rows_BxHxWC[:, i:i + h_out], g_BxHoxWoO)
-      for i in range(kh)])
-  m = m_KxWCxWoO.reshape(kh, w, c, w_out, o)
+  m = jnp.einsum('bhp,bhq->pq', _row_slabs(x, kh), g_BxHoxWoO)
+  m = m.reshape(kh, w, c, w_out, o)
   return jnp.einsum('jpw,ipcwo->ijco', _width_shift(kw, w, w_out, m.dtype), m)
 
 
