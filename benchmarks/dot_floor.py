@@ -7,7 +7,8 @@ One GD step of the meta-gradient in setting (d) (LeNet, 100 images, the
 inner step rematerialised) runs each layer's forward matmul, kernel-gradient
 matmul and input-gradient matmul four times: once in the forward unroll, once
 when the backward pass recomputes the step, twice in the backward pass of
-the step's gradient (conv1's input gradient only there: twice). This times
+the step's gradient. conv1's input gradient runs only in that last pass
+(twice): elsewhere its input is the images, not a layer's output. This times
 each of those matmuls alone, at its shape, 100 times in a compiled loop (no
 dispatch between them), and adds them up per GD step. The whole step also
 builds patches, pools, applies ReLU and copies; none of that is counted, so
@@ -37,7 +38,8 @@ def _ms(m: int, k: int, n: int, lhs_transposed: bool = False) -> float:
 
   def loop(a, b):
     def body(_, acc_1xN):
-      # Depends on the last product, so XLA cannot hoist it from the loop.
+      # Depends on the last product, so XLA cannot hoist it from the loop;
+      # the compiled loop still computes the whole product, not one row.
       bb = b + acc_1xN * 1e-30
       product = (a.T @ bb) if lhs_transposed else (a @ bb)
       return acc_1xN + product[:1]
