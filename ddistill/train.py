@@ -64,12 +64,15 @@ def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
-                image_shape: tuple[int, ...]):
-  """The model and its `apply_fn(params, x)`."""
+                image_shape: tuple[int, ...], images_per_step: int = 0):
+  """The model and its `apply_fn(params, x)`; images_per_step: of the
+  inner GD steps the model will run, which picks CPU's conv
+  (`models.inner_conv_impl`)."""
   kernel_init = inits.kernel_initializer(config.model.init,
                                          config.model.init_gain)
+  conv_impl = models.inner_conv_impl(config.model.conv_impl, images_per_step)
   model = models.make_model(config.model.name, num_classes, image_shape,
-                            kernel_init, config.model.conv_impl)
+                            kernel_init, conv_impl)
   return model, models.Apply(model)
 
 
@@ -249,7 +252,8 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
   """unroll: passed to the inner scans (True for exact FLOP counts);
   num_examples: the real training set's size (needed by epochs sampling)."""
   dc = config.distill
-  model, apply_fn = build_model(config, num_classes, image_shape)
+  model, apply_fn = build_model(config, num_classes, image_shape,
+                                dc.images_per_class * num_classes)
   first_order_apply_fn = first_order_apply(config, model)
   labels_SxN = distill.distilled_labels(dc.steps, num_classes,
                                         dc.images_per_class)

@@ -149,6 +149,25 @@ def test_first_order_conv_on_the_real_batch_gives_the_same_meta_gradient():
                                  atol=1e-4 * float(jnp.abs(b).max()))
 
 
+def test_cpu_auto_runs_steps_of_many_images_banded_on_small_layers_only():
+  many, few = models.BANDED_FROM_IMAGES, models.BANDED_FROM_IMAGES // 10
+  assert models.inner_conv_impl('auto', many) == 'banded'
+  assert models.inner_conv_impl('auto', few) == 'matmul'
+  assert models.inner_conv_impl('xla', many) == 'xla'  # Asked for: kept.
+  # LeNet's layers are banded; a layer as wide as AlexCifarNet's first is
+  # not (its band would be mostly zeros) and runs as im2col, the same conv.
+  assert layers.band_is_small((many, 28, 28, 1), (5, 5, 1, 6), 2)
+  assert layers.band_is_small((many, 14, 14, 6), (5, 5, 6, 16), 0)
+  assert not layers.band_is_small((2, 32, 32, 3), (5, 5, 3, 64), 2)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  out = {}
+  for impl in ('banded', 'xla'):
+    conv = layers.Conv(64, 5, 2, jax.nn.initializers.lecun_normal(), impl)
+    params = conv.init(jax.random.key(1), x)
+    out[impl] = conv.apply(params, x)
+  np.testing.assert_allclose(out['banded'], out['xla'], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize('x_shape,kernel_shape,pad', [
     ((3, 9, 9, 1), (5, 5, 1, 4), 2), ((2, 8, 7, 3), (3, 5, 3, 2), 0)])
 def test_kernel_gradient_by_rows_matches_autodiff(x_shape, kernel_shape,

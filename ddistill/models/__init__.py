@@ -60,6 +60,20 @@ def default_conv_impl() -> str:
   return 'matmul' if jax.default_backend() == 'cpu' else 'xla'
 
 
+# From this many images per GD step, CPU's 'auto' runs the inner steps
+# banded: faster at 100 images per step, not at 10 (benchmarks/README.md).
+BANDED_FROM_IMAGES = 100
+
+
+def inner_conv_impl(impl: str, images_per_step: int) -> str:
+  """The conv for the inner GD steps. 'auto' on CPU: 'banded' from
+  `BANDED_FROM_IMAGES` images per step (small layers only: `layers.Conv`),
+  else 'matmul'; left to `make_model` elsewhere."""
+  if impl != 'auto' or jax.default_backend() != 'cpu':
+    return impl
+  return 'banded' if images_per_step >= BANDED_FROM_IMAGES else 'matmul'
+
+
 def first_order_conv_impl(impl: str, conv_impl: str) -> str:
   """The conv for passes differentiated once; 'auto': 'split' on CPU.
 

@@ -104,6 +104,15 @@ def conv_kernel_grad_by_rows(x_BxHxWxC: jax.Array, g_BxHoxWoxO: jax.Array,
   return jnp.einsum('jpw,ipcwo->ijco', _width_shift(kw, w, w_out, m.dtype), m)
 
 
+def band_is_small(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
+                  pad: int) -> bool:
+  """Whether a layer's banded matrix has at most `_MAX_BAND_ENTRIES`: wider
+  layers' bands are mostly zeros, and im2col or XLA's conv beat them."""
+  _, kw, c, o = kernel_shape
+  w = x_shape[2] + 2 * pad
+  return w * c * (w - kw + 1) * o <= _MAX_BAND_ENTRIES
+
+
 def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
                  pad: int):
   """(forward, kernel-gradient, input-gradient) for `conv_split`.
@@ -117,7 +126,7 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
   """
   kh, kw, c, o = kernel_shape
   w = x_shape[2] + 2 * pad
-  small = w * c * (w - kw + 1) * o <= _MAX_BAND_ENTRIES
+  small = band_is_small(x_shape, kernel_shape, pad)
   conv = conv_as_banded_matmul if small else conv_xla
 
   def transposed(conv_in_kernel):
@@ -178,7 +187,9 @@ class Conv(nn.Module):
   """Stride-1 'same'-style conv with symmetric zero padding.
 
   Holds the same parameters as `nn.Conv` ('kernel' [kh, kw, C, O] and
-  'bias' [O]), so either implementation runs the same weights.
+  'bias' [O]), so either implementation runs the same weights. impl
+  'banded' runs a layer whose band is not small (`band_is_small`) as
+  im2col ('matmul').
   """
   features: int
   kernel_size: int
@@ -197,7 +208,11 @@ class Conv(nn.Module):
              'xla': conv_xla, 'split': conv_split}
     if self.impl not in impls:
       raise ValueError(f'unknown conv impl {self.impl!r}; known: {CONV_IMPLS}')
-    return impls[self.impl](x_BxHxWxC, kernel, self.padding) + bias
+    impl = self.impl
+    if impl == 'banded' and not band_is_small(x_BxHxWxC.shape, kernel.shape,
+                                              self.padding):
+      impl = 'matmul'
+    return impls[impl](x_BxHxWxC, kernel, self.padding) + bias
 
 
 @jax.custom_vjp
