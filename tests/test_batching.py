@@ -7,10 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import mnist as mnist_config
 from ddistill import distill
 from ddistill import evaluate
 from ddistill import inits
 from ddistill import models
+from ddistill import train
 from ddistill.models import layers
 
 
@@ -149,22 +151,34 @@ def test_first_order_conv_on_the_real_batch_gives_the_same_meta_gradient():
                                  atol=1e-4 * float(jnp.abs(b).max()))
 
 
-def test_cpu_auto_runs_steps_of_many_images_banded_on_small_layers_only():
-  many, few = models.BANDED_FROM_IMAGES, models.BANDED_FROM_IMAGES // 10
-  assert models.inner_conv_impl('auto', many) == 'banded'
-  assert models.inner_conv_impl('auto', few) == 'matmul'
-  assert models.inner_conv_impl('xla', many) == 'xla'  # Asked for: kept.
-  # LeNet's layers are banded; a layer as wide as AlexCifarNet's first is
-  # not (its band would be mostly zeros) and runs as im2col, the same conv.
-  assert layers.band_is_small((many, 28, 28, 1), (5, 5, 1, 6), 2)
-  assert layers.band_is_small((many, 14, 14, 6), (5, 5, 6, 16), 0)
-  assert not layers.band_is_small((2, 32, 32, 3), (5, 5, 3, 64), 2)
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='CPU choice')
+def test_cpu_auto_runs_steps_of_many_images_banded_on_small_layers_only(
+    monkeypatch):
+  # build_program picks the inner steps' conv by their images per step.
+  for variant, want in (('paper_fixed', 'banded'), ('official_fixed',
+                                                     'matmul')):
+    config = mnist_config.get_config(variant)
+    program = train.build_program(config, 10, (28, 28, 1),
+                                  num_examples=60000)
+    assert program.apply_fn.model.conv_impl == want, variant
+  assert models.inner_conv_impl('xla', 1000) == 'xla'  # Asked for: kept.
+  # 'banded' bands LeNet's layers; a layer as wide as AlexCifarNet's first
+  # runs as im2col (its band would be mostly zeros), the same conv.
+  banded_shapes = []
+  banded = layers.conv_as_banded_matmul
+  monkeypatch.setattr(layers, 'conv_as_banded_matmul',
+                      lambda x, k, pad: banded_shapes.append(k.shape) or
+                      banded(x, k, pad))
+  init = jax.nn.initializers.lecun_normal()
+  lenet = models.make_model('lenet', 10, (28, 28, 1), init, 'banded')
+  lenet.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
+  assert banded_shapes == [(5, 5, 1, 6), (5, 5, 6, 16)]
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
   out = {}
   for impl in ('banded', 'xla'):
-    conv = layers.Conv(64, 5, 2, jax.nn.initializers.lecun_normal(), impl)
-    params = conv.init(jax.random.key(1), x)
-    out[impl] = conv.apply(params, x)
+    conv = layers.Conv(64, 5, 2, init, impl)
+    out[impl] = conv.apply(conv.init(jax.random.key(1), x), x)
+  assert banded_shapes == [(5, 5, 1, 6), (5, 5, 6, 16)]  # Not called again.
   np.testing.assert_allclose(out['banded'], out['xla'], rtol=1e-4, atol=1e-4)
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 Initializer = Callable[..., jax.Array]
 CONV_IMPLS = ('xla', 'matmul', 'banded', 'split')
-# Above this many entries in a banded matrix, 'split' uses XLA's convolutions.
+# Above this many entries in one kernel row's band ([W*C, W'*O]), 'split'
+# uses XLA's convolutions and 'banded' im2col.
 _MAX_BAND_ENTRIES = 1 << 16
 # Up to this many entries of im2col patches, 'split' takes a large layer's
 # kernel gradient as a matmul: XLA's own (a convolution) runs many times
@@ -106,8 +107,9 @@ def conv_kernel_grad_by_rows(x_BxHxWxC: jax.Array, g_BxHoxWoxO: jax.Array,
 
 def band_is_small(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
                   pad: int) -> bool:
-  """Whether a layer's banded matrix has at most `_MAX_BAND_ENTRIES`: wider
-  layers' bands are mostly zeros, and im2col or XLA's conv beat them."""
+  """Whether one kernel row's band [W*C, W'*O] has at most
+  `_MAX_BAND_ENTRIES` entries: wider layers' bands are mostly zeros, and
+  im2col or XLA's conv beat them."""
   _, kw, c, o = kernel_shape
   w = x_shape[2] + 2 * pad
   return w * c * (w - kw + 1) * o <= _MAX_BAND_ENTRIES
