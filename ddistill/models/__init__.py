@@ -67,11 +67,12 @@ BANDED_FROM_IMAGES = 100
 
 def inner_conv_impl(impl: str, images_per_step: int) -> str:
   """The conv for the inner GD steps. 'auto' on CPU: 'banded' from
-  `BANDED_FROM_IMAGES` images per step (small layers only: `layers.Conv`),
-  else 'matmul'; left to `make_model` elsewhere."""
-  if impl != 'auto' or jax.default_backend() != 'cpu':
-    return impl
-  return 'banded' if images_per_step >= BANDED_FROM_IMAGES else 'matmul'
+  `BANDED_FROM_IMAGES` images per step (small layers only: `layers.Conv`);
+  otherwise `impl`, which `make_model` resolves (`default_conv_impl`)."""
+  if (impl == 'auto' and jax.default_backend() == 'cpu'
+      and images_per_step >= BANDED_FROM_IMAGES):
+    return 'banded'
+  return impl
 
 
 def first_order_conv_impl(impl: str, conv_impl: str) -> str:
