@@ -5,11 +5,23 @@
 #
 #   bash benchmarks/campaign_pack.sh [CAMPAIGN_TGZ]
 #
-# CAMPAIGN_TGZ: the campaign.tgz the last call left under $OUT, unpacked over
-# .campaign/ so the next call resumes where it stopped. See
+# CAMPAIGN_TGZ: the campaign.tgz the last call left under $OUT. It is kept as
+# $CAMPAIGN_STATE (default ~/.cache/ddistill-campaign/campaign.tgz), outside
+# the checkout, because a session's checkout (and its .campaign/) may not
+# outlive it; then unpacked over .campaign/ so the next call resumes where it
+# stopped. Without CAMPAIGN_TGZ the kept state, if any, is unpacked. See
 # benchmarks/README.md for the device command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+STATE=${CAMPAIGN_STATE:-$HOME/.cache/ddistill-campaign/campaign.tgz}
+if [ $# -ge 1 ]; then
+  if ! tar tzf "$1" > /dev/null 2>&1; then  # The kept state stays intact.
+    echo "campaign_pack: $1 is not a readable .tgz; kept state unchanged" >&2
+    exit 1
+  fi
+  mkdir -p "$(dirname "$STATE")"
+  cp "$1" "$STATE.tmp" && mv "$STATE.tmp" "$STATE"
+fi
 DATA=${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}
 mkdir -p .campaign/data .campaign/wheels .campaign/work
 for name in mnist cifar10 usps; do
@@ -19,7 +31,8 @@ done
 ls .campaign/wheels/ml_collections-*.whl > /dev/null 2>&1 ||
   python -m pip download -q --no-deps --only-binary=:all: \
     --python-version 3.12 -d .campaign/wheels ml-collections
-if [ $# -ge 1 ]; then
-  tar xzf "$1" -C .campaign
+if [ -f "$STATE" ]; then
+  tar xzf "$STATE" -C .campaign
+  echo "campaign state from $STATE: stages done: $(ls .campaign/work/done 2>/dev/null | tr '\n' ' ')"
 fi
 du -sh .campaign

@@ -1,0 +1,56 @@
+"""The GPU campaign's plumbing, without running any stage: SKIP passes over
+stages without marking them done, a spent budget stops before a stage
+starts, and a damaged state archive never replaces the kept one."""
+
+import os
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _campaign(tmp_path, skip, budget_s):
+  env = dict(os.environ, SMOKE='1', SKIP=' '.join(skip),
+             BUDGET_S=str(budget_s))
+  return subprocess.run(
+      ['bash', 'benchmarks/gpu_campaign.sh', str(tmp_path / 'work'),
+       str(tmp_path / 'out')], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=60)
+
+
+def test_skip_passes_over_stages_and_a_spent_budget_stops_before_each(
+    tmp_path):
+  # With no budget every stage not skipped stops the call (exit 75) before
+  # it starts; skipping the stage it names moves on to the next one.
+  skipped = []
+  while True:
+    result = _campaign(tmp_path, skipped, budget_s=0)
+    if result.returncode != 75:
+      break
+    assert 'budget spent; run again to resume at stage' in result.stdout
+    name = result.stdout.split('resume at stage ')[-1].split()[0]
+    assert name not in skipped, result.stdout
+    skipped.append(name)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert skipped[0] == 'bench_a' and skipped[-1] == 'table1', skipped
+  assert len(skipped) >= 10, skipped
+  assert ('every stage done but those skipped: ' + ' '.join(skipped)
+          in result.stdout)
+  assert not list((tmp_path / 'work' / 'done').iterdir())
+  assert not list((tmp_path / 'work' / 'logs').iterdir())
+
+
+def test_pack_refuses_a_damaged_archive_and_keeps_the_saved_state(tmp_path):
+  kept = tmp_path / 'state' / 'campaign.tgz'
+  kept.parent.mkdir()
+  kept.write_bytes(b'the state kept from the last call')
+  damaged = tmp_path / 'campaign.tgz'
+  damaged.write_bytes(b'cut off mid-transfer')
+  result = subprocess.run(
+      ['bash', 'benchmarks/campaign_pack.sh', str(damaged)], cwd=ROOT,
+      env=dict(os.environ, CAMPAIGN_STATE=str(kept)), capture_output=True,
+      text=True, timeout=60)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f'campaign_pack: {damaged} is not a readable .tgz; kept state unchanged']
+  assert kept.read_bytes() == b'the state kept from the last call'
