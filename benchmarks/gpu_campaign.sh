@@ -23,79 +23,11 @@
 # copy carried with the working tree, see benchmarks/README.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ $# -ne 2 ]; then
-  echo "usage: bash benchmarks/gpu_campaign.sh WORKDIR OUTDIR" >&2
-  exit 2
-fi
-WORKDIR=$1
-OUTDIR=$2
-mkdir -p "$WORKDIR/done" "$WORKDIR/logs" "$OUTDIR"
-export DDISTILL_DATA_DIR="${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}"
-export PYTHONUNBUFFERED=1
-BUDGET_S=${BUDGET_S:-540}
-SMOKE=${SMOKE:-0}
-SKIP=" ${SKIP:-} "
-SKIPPED=
+source benchmarks/campaign_lib.sh
+campaign_init gpu_campaign.sh "$@"
 MNIST_FIXED_ITERS=${MNIST_FIXED_ITERS:-600}
 MNIST_RANDOM_ITERS=${MNIST_RANDOM_ITERS:-300}
 CIFAR_FIXED_ITERS=${CIFAR_FIXED_ITERS:-2000}
-START=$(date +%s)
-
-left() { echo $((BUDGET_S - ($(date +%s) - START))); }
-
-collect() {  # Copies each run's outputs to OUTDIR, flat: <run>.<file>.
-  cp "$WORKDIR"/logs/*.log "$OUTDIR"/ 2>/dev/null
-  local run name f
-  for run in $(find "$WORKDIR/runs" -name config.json -printf '%h\n' \
-               2>/dev/null); do
-    name=$(realpath --relative-to="$WORKDIR/runs" "$run" | tr / _)
-    for f in results.json metrics.jsonl curves.png distilled.png; do
-      [ -f "$run/$f" ] && cp "$run/$f" "$OUTDIR/$name.$f"
-    done
-  done
-  cp "$WORKDIR"/runs/table1*/table1.md "$OUTDIR"/ 2>/dev/null
-  for run in "$WORKDIR"/runs/pretrain_*/; do
-    [ -f "$run/info.json" ] && cp "$run/info.json" "$OUTDIR/$(basename "$run").info.json"
-  done
-  ls "$WORKDIR/done" > "$OUTDIR/stages_done.txt"
-}
-
-# stage NAME COMMAND...: runs COMMAND unless NAME is done, within the budget.
-stage() {
-  local name=$1; shift
-  [ -f "$WORKDIR/done/$name" ] && return 0
-  if [[ "$SKIP" == *" $name "* ]]; then
-    echo "campaign: stage $name skipped (SKIP)"
-    SKIPPED="$SKIPPED $name"
-    return 0
-  fi
-  local budget
-  budget=$(left)
-  if [ "$budget" -lt 30 ]; then
-    echo "campaign: budget spent; run again to resume at stage $name"
-    collect
-    exit 75
-  fi
-  echo "campaign: stage $name ($budget s left in this call)"
-  timeout --signal=TERM --kill-after=20 "$budget" "$@" \
-    > "$WORKDIR/logs/$name.log" 2>&1
-  local rc=$?
-  if [ $rc -eq 0 ]; then
-    touch "$WORKDIR/done/$name"
-    echo "campaign: stage $name done"
-    tail -n 1 "$WORKDIR/logs/$name.log"
-    collect
-    return 0
-  fi
-  collect
-  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-    echo "campaign: budget spent inside stage $name; run again to resume it"
-    exit 75
-  fi
-  echo "campaign: stage $name failed (exit $rc); see $WORKDIR/logs/$name.log" >&2
-  tail -n 5 "$WORKDIR/logs/$name.log" >&2
-  exit 1
-}
 
 # Settings of each stage; SMOKE=1 shrinks them to a run through every stage.
 if [ "$SMOKE" = 1 ]; then
@@ -163,9 +95,4 @@ stage table1 python -m experiments.table1 --config "$TABLE1" \
   --config.mnist.random.num_iterations="$MNIST_RANDOM_ITERS" \
   --config.cifar10.fixed.num_iterations="$CIFAR_FIXED_ITERS" \
   --config.cifar10.random.num_iterations="$CIFAR_FIXED_ITERS" "${TABLE1_RUN[@]}"
-collect
-if [ -n "$SKIPPED" ]; then
-  echo "campaign: every stage done but those skipped:$SKIPPED"
-else
-  echo "campaign: every stage done"
-fi
+campaign_finish

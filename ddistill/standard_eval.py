@@ -35,7 +35,7 @@ from ddistill import models
 from ddistill import sharding
 from ddistill import train
 from ddistill import workdir
-from ddistill.errors import ConfigError, DataError
+from ddistill.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,13 +203,7 @@ def evaluate_file(config: ml_collections.ConfigDict, path: str,
                       f'{sorted(models.MODELS)}')
   config_checks.validate(config)
   data = train.load_data(config)
-  d = export.load_distilled(path, data.num_classes)
-  if d.images.shape[2:] != data.image_shape:
-    raise DataError(f'{path}: images of shape {d.images.shape[2:]} but '
-                    f'{config.data.name} has {data.image_shape}')
-  if d.soft_labels.shape[-1] != data.num_classes:
-    raise DataError(f'{path}: labels over {d.soft_labels.shape[-1]} classes '
-                    f'but {config.data.name} has {data.num_classes}')
+  d = train.load_distilled_for(config, data, path)
   x, targets = flattened(d)
   kernel_init = inits.kernel_initializer(config.model.init,
                                          config.model.init_gain)

@@ -114,6 +114,28 @@ def heldout_inits(config: ml_collections.ConfigDict, model, image_shape,
   return jax.tree.map(lambda a: a[:num], pool['heldout'])
 
 
+def load_distilled_for(config: ml_collections.ConfigDict, data,
+                       path: str) -> export.DistilledSet:
+  """A saved distilled set, checked to fit the config's data: image shape,
+  classes, and the same ZCA whitening (test images are whitened only when
+  the config says so, so a mismatch would score garbage silently)."""
+  d = export.load_distilled(path, data.num_classes)
+  if d.images.shape[2:] != data.image_shape:
+    raise errors.DataError(f'{path}: images of shape {d.images.shape[2:]} '
+                           f'but {config.data.name} has {data.image_shape}')
+  if d.labels.min() < 0 or d.labels.max() >= data.num_classes:
+    raise errors.DataError(f'{path}: labels outside [0, {data.num_classes})')
+  if d.soft_labels.shape[-1] != data.num_classes:
+    raise errors.DataError(
+        f'{path}: soft labels over {d.soft_labels.shape[-1]} classes but '
+        f'{config.data.name} has {data.num_classes}')
+  if not np.isclose(d.zca, config.data.zca):
+    raise errors.DataError(
+        f'{path}: distilled with data.zca = {d.zca:g} but the config has '
+        f'{config.data.zca:g}; pass --config.data.zca={d.zca:g}')
+  return d
+
+
 def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
                             num_models: int) -> dict[str, Any]:
   """Evaluates a saved `distilled.npz` on held-out models of the config.
@@ -123,15 +145,7 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
   """
   config_checks.validate(config)
   data = load_data(config)
-  d = export.load_distilled(path, data.num_classes)
-  if d.images.shape[2:] != data.image_shape:
-    raise ValueError(f'{path}: images of shape {d.images.shape[2:]} but '
-                     f'{config.data.name} has {data.image_shape}')
-  if d.labels.min() < 0 or d.labels.max() >= data.num_classes:
-    raise ValueError(f'{path}: labels outside [0, {data.num_classes})')
-  if d.soft_labels.shape[-1] != data.num_classes:
-    raise ValueError(f'{path}: soft labels over {d.soft_labels.shape[-1]} '
-                     f'classes but {config.data.name} has {data.num_classes}')
+  d = load_distilled_for(config, data, path)
   model, _ = build_model(config, data.num_classes, data.image_shape)
   params0_M = heldout_inits(config, model, data.image_shape, num_models)
   accs = evaluate.evaluate_set(first_order_apply(config, model), params0_M,

@@ -19,6 +19,7 @@ from ddistill import export
 from ddistill import inits
 from ddistill import models
 from ddistill import standard_eval
+from ddistill import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XAVIER = inits.kernel_initializer('xavier_normal')
@@ -128,3 +129,25 @@ def test_bad_architectures_and_recipes_are_errors(tmp_path, mnist):
                      r"\['vgg'\]"):
     standard_eval.evaluate_file(config, str(tmp_path / 'x.npz'),
                                 ['lenet', 'vgg'], 2, standard_eval.Recipe())
+
+
+def test_a_set_evaluated_without_its_zca_whitening_is_an_error(tmp_path,
+                                                               mnist):
+  # Test images are whitened only when the config says so: a ZCA set scored
+  # against raw test images would give a wrong figure without a word.
+  d = _real_set(mnist)
+  path = str(tmp_path / 'zca.npz')
+  export.save_distilled(path, export.DistilledSet(
+      d.images, d.labels, d.lrs, d.mean, d.std, d.epochs, zca=0.1))
+  config = mnist_config.get_config()
+  fix = r'data.zca = 0.1 but the config has 0; pass --config.data.zca=0.1'
+  with pytest.raises(errors.DataError, match=fix):
+    standard_eval.evaluate_file(config, path, ['lenet'], 2,
+                                standard_eval.Recipe())
+  with pytest.raises(errors.DataError, match=fix):
+    train.evaluate_distilled_file(config, path, 2)
+  # The same set without whitening passes the check (and trains).
+  plain = str(tmp_path / 'plain.npz')
+  export.save_distilled(plain, d)
+  assert train.evaluate_distilled_file(config, plain, 1)[
+      'test_accuracy']['n_models'] == 1

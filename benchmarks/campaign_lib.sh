@@ -1,0 +1,92 @@
+# The plumbing of the GPU scripts (gpu_campaign.sh, gpu_beyond.sh): stages
+# that run once each within a time budget, resumed by the next call, and
+# their outputs copied flat to OUTDIR. Sourced from the repository's root;
+# then `campaign_init NAME "$@"`, `stage ...` for each stage, and
+# `campaign_finish`. Environment: BUDGET_S, SMOKE, SKIP (gpu_campaign.sh's
+# header says what each does), DDISTILL_DATA_DIR.
+
+# campaign_init SCRIPT WORKDIR OUTDIR: the globals every function reads.
+campaign_init() {
+  if [ $# -ne 3 ]; then
+    echo "usage: bash benchmarks/$1 WORKDIR OUTDIR" >&2
+    exit 2
+  fi
+  WORKDIR=$2
+  OUTDIR=$3
+  mkdir -p "$WORKDIR/done" "$WORKDIR/logs" "$OUTDIR"
+  export DDISTILL_DATA_DIR="${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+  export PYTHONUNBUFFERED=1
+  BUDGET_S=${BUDGET_S:-540}
+  SMOKE=${SMOKE:-0}
+  SKIP=" ${SKIP:-} "
+  SKIPPED=
+  START=$(date +%s)
+}
+
+left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+
+collect() {  # Copies each run's outputs to OUTDIR, flat: <run>.<file>.
+  cp "$WORKDIR"/logs/*.log "$OUTDIR"/ 2>/dev/null
+  local run name f
+  for run in $(find "$WORKDIR/runs" -name config.json -printf '%h\n' \
+               2>/dev/null); do
+    name=$(realpath --relative-to="$WORKDIR/runs" "$run" | tr / _)
+    for f in results.json metrics.jsonl curves.png distilled.png; do
+      [ -f "$run/$f" ] && cp "$run/$f" "$OUTDIR/$name.$f"
+    done
+  done
+  cp "$WORKDIR"/runs/table1*/table1.md "$OUTDIR"/ 2>/dev/null
+  for f in "$WORKDIR"/runs/*/standard_eval.md; do
+    [ -f "$f" ] && cp "$f" "$OUTDIR/$(basename "$(dirname "$f")").standard_eval.md"
+  done
+  for run in "$WORKDIR"/runs/pretrain_*/; do
+    [ -f "$run/info.json" ] && cp "$run/info.json" "$OUTDIR/$(basename "$run").info.json"
+  done
+  ls "$WORKDIR/done" > "$OUTDIR/stages_done.txt"
+}
+
+# stage NAME COMMAND...: runs COMMAND unless NAME is done, within the budget.
+stage() {
+  local name=$1; shift
+  [ -f "$WORKDIR/done/$name" ] && return 0
+  if [[ "$SKIP" == *" $name "* ]]; then
+    echo "campaign: stage $name skipped (SKIP)"
+    SKIPPED="$SKIPPED $name"
+    return 0
+  fi
+  local budget
+  budget=$(left)
+  if [ "$budget" -lt 30 ]; then
+    echo "campaign: budget spent; run again to resume at stage $name"
+    collect
+    exit 75
+  fi
+  echo "campaign: stage $name ($budget s left in this call)"
+  timeout --signal=TERM --kill-after=20 "$budget" "$@" \
+    > "$WORKDIR/logs/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -eq 0 ]; then
+    touch "$WORKDIR/done/$name"
+    echo "campaign: stage $name done"
+    tail -n 1 "$WORKDIR/logs/$name.log"
+    collect
+    return 0
+  fi
+  collect
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "campaign: budget spent inside stage $name; run again to resume it"
+    exit 75
+  fi
+  echo "campaign: stage $name failed (exit $rc); see $WORKDIR/logs/$name.log" >&2
+  tail -n 5 "$WORKDIR/logs/$name.log" >&2
+  exit 1
+}
+
+campaign_finish() {  # Copies what is left, then says what was skipped.
+  collect
+  if [ -n "$SKIPPED" ]; then
+    echo "campaign: every stage done but those skipped:$SKIPPED"
+  else
+    echo "campaign: every stage done"
+  fi
+}
