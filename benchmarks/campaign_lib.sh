@@ -84,6 +84,11 @@ stage() {
 
 campaign_finish() {  # Copies what is left, then says what was skipped.
   collect
+  local name
+  for name in $SKIP; do
+    [[ " $SKIPPED " == *" $name "* ]] || [ -f "$WORKDIR/done/$name" ] ||
+      echo "campaign: SKIP names no stage of this script: $name" >&2
+  done
   if [ -n "$SKIPPED" ]; then
     echo "campaign: every stage done but those skipped:$SKIPPED"
   else

@@ -12,9 +12,12 @@
 # stopped. Without CAMPAIGN_TGZ the kept state, if any, is unpacked. See
 # benchmarks/README.md for the device command.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 STATE=${CAMPAIGN_STATE:-$HOME/.cache/ddistill-campaign/campaign.tgz}
 if [ $# -ge 1 ]; then
+  if [ ! -f "$1" ]; then
+    echo "campaign_pack: $1: no such file; kept state unchanged" >&2
+    exit 1
+  fi
   if ! tar tzf "$1" > /dev/null 2>&1; then  # The kept state stays intact.
     echo "campaign_pack: $1 is not a readable .tgz; kept state unchanged" >&2
     exit 1
@@ -22,6 +25,7 @@ if [ $# -ge 1 ]; then
   mkdir -p "$(dirname "$STATE")"
   cp "$1" "$STATE.tmp" && mv "$STATE.tmp" "$STATE"
 fi
+cd "$(dirname "$0")/.."
 DATA=${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}
 mkdir -p .campaign/data .campaign/wheels .campaign/work
 for name in mnist cifar10 usps; do
@@ -31,8 +35,14 @@ done
 ls .campaign/wheels/ml_collections-*.whl > /dev/null 2>&1 ||
   python -m pip download -q --no-deps --only-binary=:all: \
     --python-version 3.12 -d .campaign/wheels ml-collections
+# The state is the kept archive's alone: nothing left from an earlier pack.
+rm -rf .campaign/work .campaign/out
+mkdir -p .campaign/work
 if [ -f "$STATE" ]; then
-  tar xzf "$STATE" -C .campaign
+  if ! tar xzf "$STATE" -C .campaign 2> /dev/null; then
+    echo "campaign_pack: the kept state $STATE is damaged; move it aside" >&2
+    exit 1
+  fi
   echo "campaign state from $STATE: stages done: $(ls .campaign/work/done 2>/dev/null | tr '\n' ' ')"
 fi
 du -sh .campaign

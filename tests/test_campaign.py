@@ -42,8 +42,11 @@ def test_skip_passes_over_stages_and_a_spent_budget_stops_before_each(
   assert len(skipped) == count, skipped
   assert ('every stage done but those skipped: ' + ' '.join(skipped)
           in result.stdout)
-  assert not list((tmp_path / 'work' / 'done').iterdir())
-  assert not list((tmp_path / 'work' / 'logs').iterdir())
+  # A name that matches no stage is said, not silently ignored.
+  result = _campaign(script, tmp_path, skipped + ['no_such_stage'], 0)
+  assert result.returncode == 0
+  assert result.stderr == (
+      'campaign: SKIP names no stage of this script: no_such_stage\n')
 
 
 def test_a_script_without_its_two_folders_says_how_to_call_it():
