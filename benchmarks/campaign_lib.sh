@@ -18,12 +18,14 @@ campaign_init() {
   export PYTHONUNBUFFERED=1
   BUDGET_S=${BUDGET_S:-540}
   SMOKE=${SMOKE:-0}
-  SKIP=" ${SKIP:-} "
+  SKIP=${SKIP:-}
   SKIPPED=
   START=$(date +%s)
 }
 
 left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+
+listed() { [[ " $2 " == *" $1 "* ]]; }  # listed NAME "A B ...": NAME among them.
 
 collect() {  # Copies each run's outputs to OUTDIR, flat: <run>.<file>.
   cp "$WORKDIR"/logs/*.log "$OUTDIR"/ 2>/dev/null
@@ -49,7 +51,7 @@ collect() {  # Copies each run's outputs to OUTDIR, flat: <run>.<file>.
 stage() {
   local name=$1; shift
   [ -f "$WORKDIR/done/$name" ] && return 0
-  if [[ "$SKIP" == *" $name "* ]]; then
+  if listed "$name" "$SKIP"; then
     echo "campaign: stage $name skipped (SKIP)"
     SKIPPED="$SKIPPED $name"
     return 0
@@ -86,7 +88,7 @@ campaign_finish() {  # Copies what is left, then says what was skipped.
   collect
   local name
   for name in $SKIP; do
-    [[ " $SKIPPED " == *" $name "* ]] || [ -f "$WORKDIR/done/$name" ] ||
+    listed "$name" "$SKIPPED" || [ -f "$WORKDIR/done/$name" ] ||
       echo "campaign: SKIP names no stage of this script: $name" >&2
   done
   if [ -n "$SKIPPED" ]; then

@@ -27,7 +27,7 @@ if [ $# -ge 1 ]; then
 fi
 cd "$(dirname "$0")/.."
 DATA=${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}
-mkdir -p .campaign/data .campaign/wheels .campaign/work
+mkdir -p .campaign/data .campaign/wheels
 for name in mnist cifar10 usps; do
   [ -d ".campaign/data/$name" ] || cp -r "$DATA/$name" .campaign/data/
 done

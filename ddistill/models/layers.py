@@ -126,7 +126,7 @@ def _split_impls(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
   large layers keep XLA's convolutions, but for the kernel gradient of
   batches whose patches fit in memory.
   """
-  kh, kw, c, o = kernel_shape
+  kh, kw, c, _ = kernel_shape
   w = x_shape[2] + 2 * pad
   small = band_is_small(x_shape, kernel_shape, pad)
   conv = conv_as_banded_matmul if small else conv_xla
