@@ -2,8 +2,8 @@
 # that run once each within a time budget, resumed by the next call, and
 # their outputs copied flat to OUTDIR. Sourced from the repository's root;
 # then `campaign_init NAME "$@"`, `stage ...` for each stage, and
-# `campaign_finish`. Environment: BUDGET_S, SMOKE, SKIP (gpu_campaign.sh's
-# header says what each does), DDISTILL_DATA_DIR.
+# `campaign_finish`. Environment: BUDGET_S, SMOKE, SKIP, DRY_RUN
+# (gpu_campaign.sh's header says what each does), DDISTILL_DATA_DIR.
 
 # campaign_init SCRIPT WORKDIR OUTDIR: the globals every function reads.
 campaign_init() {
@@ -19,6 +19,7 @@ campaign_init() {
   BUDGET_S=${BUDGET_S:-540}
   SMOKE=${SMOKE:-0}
   SKIP=${SKIP:-}
+  DRY_RUN=${DRY_RUN:-0}
   SKIPPED=
   START=$(date +%s)
 }
@@ -56,6 +57,10 @@ stage() {
     SKIPPED="$SKIPPED $name"
     return 0
   fi
+  if [ "$DRY_RUN" = 1 ]; then
+    echo "campaign: would run $name: ${*@Q}"
+    return 0
+  fi
   local budget
   budget=$(left)
   if [ "$budget" -lt 30 ]; then
@@ -85,6 +90,10 @@ stage() {
 }
 
 campaign_finish() {  # Copies what is left, then says what was skipped.
+  if [ "$DRY_RUN" = 1 ]; then
+    echo "campaign: dry run; nothing run"
+    return 0
+  fi
   collect
   local name
   for name in $SKIP; do

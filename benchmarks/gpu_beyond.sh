@@ -2,8 +2,9 @@
 # Beyond the paper, on a lent GPU (docs/beyond_the_paper.md): CIFAR-10 with
 # ConvNet-3 and 10 images per class, ZCA-whitened as RaT-BPTT and KIP do,
 # then the standard evaluation of the set on fresh ConvNet-3s and
-# AlexCifarNets. Same calling convention, budget, resuming, SKIP and SMOKE
-# as gpu_campaign.sh (its header), whose state it may share a WORKDIR with.
+# AlexCifarNets. Same calling convention, budget, resuming, SKIP, SMOKE and
+# DRY_RUN as gpu_campaign.sh (its header), whose state it may share a
+# WORKDIR with.
 #
 #   bash benchmarks/gpu_beyond.sh WORKDIR OUTDIR
 set -uo pipefail

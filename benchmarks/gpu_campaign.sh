@@ -16,6 +16,8 @@
 # SMOKE=1 runs every stage for one or two iterations, on CPU.
 # SKIP="NAME ..." passes over those stages in this call without marking them
 # done (stages measured in an earlier session whose state was lost).
+# DRY_RUN=1 prints the command of each stage the call would run, and runs
+# none (tests/test_campaign.py parses them).
 # Iteration counts of the training stages are reduced from the paper's
 # 23,600 to what 45 minutes of one GPU affords; override with the variables
 # below. Their figures are the paper's protocol cut short: say so.

@@ -1,11 +1,14 @@
 """The GPU campaign's plumbing, without running any stage: SKIP passes over
 stages without marking them done, a spent budget stops before a stage
-starts, and a damaged state archive never replaces the kept one."""
+starts, every stage's command parses, and a damaged state archive never
+replaces the kept one."""
 
 import os
 import pathlib
+import shlex
 import subprocess
 
+from command_parser import run_parser
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -47,6 +50,53 @@ def test_skip_passes_over_stages_and_a_spent_budget_stops_before_each(
   assert result.returncode == 0
   assert result.stderr == (
       'campaign: SKIP names no stage of this script: no_such_stage\n')
+
+
+def _stage_commands(script, tmp_path, smoke):
+  """{stage: (module, argv)} of every stage a DRY_RUN call would run."""
+  env = dict(os.environ, DRY_RUN='1', SMOKE=smoke, SKIP='')
+  result = subprocess.run(
+      ['bash', f'benchmarks/{script}', str(tmp_path / 'work'),
+       str(tmp_path / 'out')], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=60)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert result.stdout.splitlines()[-1] == 'campaign: dry run; nothing run'
+  commands = {}
+  for line in result.stdout.splitlines():
+    if line.startswith('campaign: would run '):
+      name, command = line.removeprefix('campaign: would run ').split(': ', 1)
+      argv = shlex.split(command)
+      assert argv[0] == 'python', argv
+      if argv[1] == '-m':  # python -m experiments.X ...
+        commands[name] = (argv[2], argv[3:])
+      else:  # python benchmarks/X.py ...
+        commands[name] = (argv[1].removesuffix('.py').replace('/', '.'),
+                          argv[2:])
+  assert not list((tmp_path / 'work' / 'done').iterdir())  # Nothing ran.
+  return commands
+
+
+@pytest.mark.parametrize('smoke, count', [('0', 16), ('1', 14)])
+def test_every_stage_command_parses(tmp_path, smoke, count):
+  # A misspelt flag or config field in a stage would otherwise surface only
+  # on a lent GPU, minutes into its rare budget.
+  commands = {}
+  for script in ('gpu_campaign.sh', 'gpu_beyond.sh'):
+    commands.update(_stage_commands(script, tmp_path, smoke))
+  assert len(commands) == count, sorted(commands)
+  # Controls: a bad value of a benchmark's flag and a misspelt config field
+  # of a stage's command are caught.
+  module, argv = commands['bench_a']
+  controls = [(module, argv[:-1] + ['e']),
+              (commands['table1'][0],
+               commands['table1'][1] + ['--config.mnist.fixed.no_such=1'])]
+  errors = run_parser(controls + list(commands.values()))
+  assert errors[0] is not None and 'setting' in errors[0], errors[0]
+  assert errors[1] is not None and 'no_such' in errors[1], errors[1]
+  broken = [f'{name}: {module} {shlex.join(argv)}\n    {error}'
+            for (name, (module, argv)), error in
+            zip(commands.items(), errors[2:]) if error is not None]
+  assert not broken, '\n'.join(['stages that do not parse:'] + broken)
 
 
 def test_a_script_without_its_two_folders_says_how_to_call_it():
