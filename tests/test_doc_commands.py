@@ -6,6 +6,7 @@ inline code spans. Each is parsed as `app.run` would parse it, without
 running anything (command_parser.py): an unknown flag, a bad config variant,
 an unknown config field or a value the run would refuse fails the test.
 """
+
 import pathlib
 import re
 import shlex
