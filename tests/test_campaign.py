@@ -50,6 +50,9 @@ def test_skip_passes_over_stages_and_a_spent_budget_stops_before_each(
   assert result.returncode == 0
   assert result.stderr == (
       'campaign: SKIP names no stage of this script: no_such_stage\n')
+  # No stage ran, in any of these calls.
+  assert not list((tmp_path / 'work' / 'done').iterdir())
+  assert not list((tmp_path / 'work' / 'logs').iterdir())
 
 
 def _stage_commands(script, tmp_path, smoke):
