@@ -2,6 +2,7 @@ r"""The time setting (d)'s matmuls alone would take: a floor for its speed.
 
   python benchmarks/dot_floor.py --conv im2col
   python benchmarks/dot_floor.py --conv banded
+  python benchmarks/dot_floor.py --conv im2col --dtype bfloat16
 
 One GD step of the meta-gradient in setting (d) (LeNet, 100 images, the
 inner step rematerialised) runs each layer's forward matmul, kernel-gradient
@@ -27,21 +28,25 @@ import jax.numpy as jnp
 _CONV = flags.DEFINE_enum('conv', 'banded', ['im2col', 'banded'],
                           'The matmul formulation of the convolutions.')
 _IMAGES = flags.DEFINE_integer('images', 100, 'Images per GD step.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                           'Operand dtype; products accumulate in float32.')
 _LOOPS = 100
 
 
 def _ms(m: int, k: int, n: int, lhs_transposed: bool = False) -> float:
   """Milliseconds of one [m, k] @ [k, n] matmul ([k, m]^T @ [k, n] if
   lhs_transposed, as kernel gradients are), in a loop of `_LOOPS`."""
-  a = jnp.ones((k, m) if lhs_transposed else (m, k))
-  b = jnp.ones((k, n))
+  dtype = jnp.dtype(_DTYPE.value)
+  a = jnp.ones((k, m) if lhs_transposed else (m, k), dtype)
+  b = jnp.ones((k, n), dtype)
 
   def loop(a, b):
     def body(_, acc_1xN):
       # Depends on the last product, so XLA cannot hoist it from the loop;
       # the compiled loop still computes the whole product, not one row.
-      bb = b + acc_1xN * 1e-30
-      product = (a.T @ bb) if lhs_transposed else (a @ bb)
+      bb = (b + acc_1xN * 1e-30).astype(dtype)
+      product = jnp.matmul(a.T if lhs_transposed else a, bb,
+                           preferred_element_type=jnp.float32)
       return acc_1xN + product[:1]
     return lax.fori_loop(0, _LOOPS, body, jnp.zeros((1, n)))
 
@@ -76,7 +81,7 @@ def main(argv):
           f'kernel gradient {kernel_grad:.3f}, input gradient '
           f'{input_grad:.3f}; {step:.2f} ms per GD step')
   print(f'device={jax.devices()[0].device_kind} conv={_CONV.value} '
-        f'images={b}')
+        f'images={b} dtype={_DTYPE.value}')
   print(f'floor_ms_per_step={total:.2f} floor_s_at_2000={total * 2:.1f}')
 
 

@@ -118,8 +118,10 @@ def paper_protocol(config: ml_collections.ConfigDict, variant: str,
                    lr_init: float) -> ml_collections.ConfigDict:
   """One batch of 10 images per class applied `gd_steps` times, as the paper.
 
-  Outer iterations translate the official code's epochs: a real batch of
-  1,024 images without replacement, ceil(train_size / 1024) batches an epoch.
+  Outer iterations are as many as the official code's updates: epochs of
+  ceil(train_size / 1024) batches, its last one partial. Our sampler draws
+  full batches of 1,024 only, so they span a few more epochs (400 give 407
+  on MNIST; docs/deviations.md).
   """
   batches_per_epoch = -(-train_size // 1024)
   config.distill.steps = 1  # One batch of distilled images...

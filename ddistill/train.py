@@ -51,16 +51,33 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 
-def load_data(config: ml_collections.ConfigDict) -> datasets.Dataset:
+def load_data(config: ml_collections.ConfigDict,
+              whiten: bool = True) -> datasets.Dataset:
   """The config's dataset, in MNIST's digit format if config.data.as_mnist,
-  ZCA-whitened if config.data.zca."""
+  ZCA-whitened if config.data.zca (and `whiten`)."""
   dc = config.data
   data = data_lib.load(dc)
   if dc.as_mnist:
     data = datasets.as_mnist_digits(data, dc.digit_box)
-  if dc.zca:
+  if dc.zca and whiten:
     data = datasets.zca_whiten(data, dc.zca)
   return data
+
+
+def load_split_data(config: ml_collections.ConfigDict):
+  """(load_data's dataset less a validation split of config.data.val_size
+  training images, (those images, labels)), or (the dataset, None) without
+  a split. The split is held out before ZCA whitening, so that the fit
+  never sees it either."""
+  if not config.data.val_size:
+    return load_data(config), None
+  data, (val_x, val_y) = datasets.hold_out(
+      load_data(config, whiten=False), config.data.val_size,
+      run_keys(config.seed)['validation'])
+  if not config.data.zca:
+    return data, (val_x, val_y)
+  whiten = datasets.zca_transform(data, config.data.zca)
+  return datasets.whitened(data, whiten), (whiten(val_x), val_y)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
@@ -364,10 +381,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config_checks.validate(config)
   # The data first: a split that does not fit is refused before the
   # workdir is claimed.
-  data, val_xy = load_data(config), None
-  if config.data.val_size:
-    data, val_xy = datasets.hold_out(data, config.data.val_size,
-                                     run_keys(config.seed)['validation'])
+  data, val_xy = load_split_data(config)
   check_workdir(config, workdir, fresh)
   program = build_program(config, data.num_classes, data.image_shape,
                           num_examples=len(data.train_labels))
@@ -385,7 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Iteration 0: test accuracy %.4f', values['test_accuracy'])
   state = _train(config, workdir, program, train_xy, state, mngr, writer,
                  evaluate_now)
-  return _finish(config, workdir, data, program, state)
+  return _finish(config, workdir, data, program, state, evaluate_now)
 
 
 def _resume(mngr, state: dict, workdir: str) -> dict:
@@ -475,7 +489,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
       values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
       _log(workdir, writer, state, done, values,
            evaluate_now if evaluated else None)
-      state = _keep_best(state, values)
+      if on_grid(config, done):  # The last set's turn comes in _finish.
+        state = _keep_best(state, values)
       t_last, it_last = time.time(), done  # Evaluation time not counted.
       progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
                             ('loss', 'test_accuracy')})
@@ -498,12 +513,18 @@ def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
   return values
 
 
+def on_grid(config: ml_collections.ConfigDict, done: int) -> bool:
+  """Whether iteration `done` is one of every run's evaluations (every
+  eval_every), whatever its num_iterations."""
+  return bool(config.eval_every) and done % config.eval_every == 0
+
+
 def due(config: ml_collections.ConfigDict, done: int) -> tuple[bool, bool]:
   """(logged, evaluated) for the iteration that makes `done`: a line every
   log_every, at the last iteration and at every evaluation (every
   eval_every, whether or not a multiple of log_every; with a validation
   split, at the last iteration too, so that the last set is a candidate)."""
-  evaluated = bool(config.eval_every) and done % config.eval_every == 0
+  evaluated = on_grid(config, done)
   last = done == config.num_iterations
   evaluated = evaluated or bool(config.data.val_size and last)
   logged = evaluated or done % config.log_every == 0 or last
@@ -582,10 +603,17 @@ def distilled_of(config, program: Program, state: dict, mean: np.ndarray,
                              float(config.data.zca))
 
 
-def _finish(config, workdir, data, program: Program,
-            state) -> dict[str, Any]:
+def _finish(config, workdir, data, program: Program, state,
+            evaluate_now: Callable[[dict], dict]) -> dict[str, Any]:
   """Final held-out evaluation and the run's output files (process 0).
   With a validation split, the set evaluated and saved is the best one."""
+  if 'best' in state and not on_grid(config, int(state['step'])):
+    # The last set is a candidate too, but only here: had its score gone
+    # into the checkpoints, a run extended past this one would choose among
+    # sets that the uninterrupted run never scored. Scored again rather than
+    # carried from the last log line (the same models, so the same score),
+    # so that a run resumed after its last checkpoint chooses alike.
+    state = _keep_best(state, _accuracies(evaluate_now(state)))
   kept = state['best'] if 'best' in state else state
   distilled_set = distilled_of(config, program, kept, data.mean, data.std)
   params0_M = heldout_inits(config, program.model, data.image_shape,
@@ -615,7 +643,7 @@ def _finish(config, workdir, data, program: Program,
   export.save_distilled(os.path.join(workdir, 'distilled.npz'), distilled_set)
   viz.save_grid(os.path.join(workdir, 'distilled.png'), distilled_set.images,
                 distilled_set.lrs, data.mean, data.std,
-                labels_N=distilled_set.labels[0],
+                labels=distilled_set.labels,
                 class_names=data.class_names)
   viz.save_curves(os.path.join(workdir, 'curves.png'), metrics.read(workdir))
   workdir_lib.write_json(os.path.join(workdir, 'results.json'), results)

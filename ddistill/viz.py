@@ -15,39 +15,52 @@ def to_pixels(images: np.ndarray, mean: np.ndarray,
 
 def save_grid(path: str, images_SxNxHxWxC: np.ndarray, lrs_T: np.ndarray,
               mean: np.ndarray, std: np.ndarray, scale: int = 2,
-              labels_N=None, class_names=()) -> None:
+              labels=None, class_names=()) -> None:
   """A PNG grid: row s shows step s's images and the lrs it is applied with.
 
-  labels_N: the class of each column, written above it (by name where
-    `class_names` gives one).
+  labels: the class of each image, [S, N] (or [N] for every row), written
+    above it (by name where `class_names` gives one): once over the columns
+    where every row has the same classes, else above each row.
   """
   steps, n, h, w, c = images_SxNxHxWxC.shape
   pixels = to_pixels(images_SxNxHxWxC, mean, std)
   lrs_ExS = np.asarray(lrs_T).reshape(-1, steps)
-  label_w, pad = 150, 2
-  top = 0 if labels_N is None else 14
+  label_w, pad, strip = 150, 2, 14
+  labels_SxN = (None if labels is None else
+                np.broadcast_to(np.asarray(labels), (steps, n)))
+  per_row = labels_SxN is not None and bool((labels_SxN != labels_SxN[0]).any())
+  top = strip if labels_SxN is not None and not per_row else 0
   cell_h, cell_w = h * scale + pad, w * scale + pad
-  canvas = Image.new('RGB', (label_w + n * cell_w, top + steps * cell_h),
+  row_h = cell_h + (strip if per_row else 0)
+  canvas = Image.new('RGB', (label_w + n * cell_w, top + steps * row_h),
                      'white')
   draw = ImageDraw.Draw(canvas)
-  if labels_N is not None:
-    draw.text((4, 1), 'class', fill='black')
-    for i, label in enumerate(np.asarray(labels_N)):
+
+  def write_classes(y, labels_N):
+    draw.text((4, y + 1), 'class', fill='black')
+    for i, label in enumerate(labels_N):
       name = class_names[label] if len(class_names) > label else str(label)
-      draw.text((label_w + i * cell_w + 2, 1), name, fill='black')
+      draw.text((label_w + i * cell_w + 2, y + 1), name, fill='black')
+
+  if top:
+    write_classes(0, labels_SxN[0])
   for s in range(steps):
+    y = top + s * row_h
+    if per_row:
+      write_classes(y, labels_SxN[s])
+      y += strip
     if len(lrs_ExS) <= 5:
       lrs = ', '.join(f'{lr:.3g}' for lr in lrs_ExS[:, s])
     else:  # Long unrolls: the range of the step's lrs.
       lrs = (f'{lrs_ExS[:, s].min():.3g} to {lrs_ExS[:, s].max():.3g}\n'
              f'({len(lrs_ExS)} applied)')
-    draw.text((4, top + s * cell_h + 2), f'step {s}\nlr {lrs}', fill='black')
+    draw.text((4, y + 2), f'step {s}\nlr {lrs}', fill='black')
     for i in range(n):
       tile = pixels[s, i]
       tile = Image.fromarray(tile[..., 0] if c == 1 else tile)
       tile = tile.convert('RGB').resize((w * scale, h * scale),
                                         Image.NEAREST)
-      canvas.paste(tile, (label_w + i * cell_w, top + s * cell_h))
+      canvas.paste(tile, (label_w + i * cell_w, y))
   with atomic_files.replacing(path) as tmp:
     canvas.save(tmp)
 

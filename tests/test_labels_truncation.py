@@ -346,3 +346,25 @@ def test_run_with_learned_labels_saves_checkpoints_and_soft_labels(
   evaluated = train.evaluate_distilled_file(config, path, 2)
   assert evaluated['test_accuracy']['mean'] == pytest.approx(
       results['test_accuracy']['mean'], abs=1e-6)
+
+
+def test_the_grid_names_each_rows_classes_once_they_differ(tmp_path):
+  """Learned labels can give each step's images their own classes: the PNG
+  then writes them above every row, not step 0's over all."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from ddistill import viz  # pylint: disable=g-import-not-at-top
+  images = np.zeros((2, 3, 8, 8, 1), np.float32)
+  lrs, mean, std = np.ones(2), np.zeros(1), np.ones(1)
+
+  def ink_rows(labels):
+    path = str(tmp_path / 'grid.png')
+    viz.save_grid(path, images, lrs, mean, std, labels=labels)
+    gray = np.asarray(Image.open(path).convert('L'))
+    return np.flatnonzero((gray[:, 150:] < 128).any(1))  # Text or tiles.
+
+  shared = ink_rows(np.array([[0, 1, 2], [0, 1, 2]]))
+  own = ink_rows(np.array([[0, 1, 2], [2, 1, 0]]))
+  # One header line, then two rows of tiles (8 px at scale 2, pad 2).
+  assert shared.max() + 1 == 14 + 2 * 18 - 2
+  # A header line above each row of tiles.
+  assert own.max() + 1 == 2 * (14 + 18) - 2

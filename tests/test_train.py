@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 from configs import mnist as mnist_config
@@ -198,6 +199,30 @@ def test_validation_split_keeps_the_best_set(tmp_path, data_dir, mnist):
       best['test_accuracy'], abs=TIE_FLIPS)
 
 
+def test_a_run_extended_past_its_last_set_chooses_as_one_run(tmp_path,
+                                                             data_dir):
+  """A run that stops between evaluations scores its last set for its own
+  outputs only: a run extended past it chooses as an uninterrupted one."""
+  split = {'data.val_size': 2000, 'eval_every': 4}
+  workdir = str(tmp_path / 'extended')
+  first = train.train_and_evaluate(_tiny_config(data_dir, **split), workdir)
+  scored = {l['step']: l['val_accuracy'] for l in metrics.read(workdir)
+            if 'val_accuracy' in l}
+  assert sorted(scored) == [0, 4, 6]
+  assert first['selected']['step'] == 6  # What makes this test bite.
+  mngr = checkpoints.manager(workdir, 2)
+  saved = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore())
+  on_grid = {0: scored[0], 4: scored[4]}
+  assert int(saved['best']['step']) == max(on_grid, key=on_grid.get)
+  longer = _tiny_config(data_dir, num_iterations=8, **split)
+  extended = train.train_and_evaluate(longer, workdir)
+  fresh = train.train_and_evaluate(longer, str(tmp_path / 'fresh'))
+  assert extended['selected'] == fresh['selected']
+  np.testing.assert_array_equal(
+      export.load_distilled(os.path.join(workdir, 'distilled.npz')).images,
+      export.load_distilled(str(tmp_path / 'fresh' / 'distilled.npz')).images)
+
+
 def test_moving_average_of_the_set_is_what_runs_evaluate_and_keep():
   """optim.ema_decay: the step keeps the debiased average of its sets, and
   evaluation, the kept best set and the outputs read that average."""
@@ -230,6 +255,24 @@ def test_moving_average_of_the_set_is_what_runs_evaluate_and_keep():
                    'val_accuracy': jnp.float32(0.1)}
   kept = train._keep_best(state, {'val_accuracy': 0.5})
   assert kept['best']['distilled'] is state['ema']
+
+
+def test_a_validation_split_is_held_out_before_zca_whitening(data_dir):
+  config = _tiny_config(data_dir, **{'data.val_size': 30000,
+                                     'data.zca': 0.1})
+  data, (val_x, val_y) = train.load_split_data(config)
+  assert len(data.train_images) == len(val_x) == len(val_y) == 30000
+  # Fit on the kept half alone, its whitened mean is zero; a fit on all
+  # 60,000 would leave the two halves' difference (about 0.01 here).
+  kept_mean = data.train_images.reshape(30000, -1).mean(0, dtype=np.float64)
+  assert np.abs(kept_mean).max() < 1e-4
+  # The split goes through the kept images' map, as the test images do:
+  # the always-blank corner (-0.42 normalized) maps to 0.
+  assert np.all(train.load_data(config, whiten=False).train_images[:, 0, 0]
+                < -0.4)
+  assert np.abs(val_x[:, 0, 0]).max() < 1e-3
+  np.testing.assert_allclose(val_x.reshape(30000, -1).mean(0),
+                             kept_mean, atol=0.05)
 
 
 def test_validation_split_that_does_not_fit_claims_no_workdir(tmp_path,

@@ -302,11 +302,18 @@ def as_mnist_digits(data: Dataset, box: int = 0) -> Dataset:
 
 def zca_whiten(data: Dataset, eps: float) -> Dataset:
   """ZCA whitening fit on the training images, as KIP, MTT and RaT-BPTT
-  preprocess CIFAR: x -> (x - mu) U diag(1 / sqrt(lambda + eps)) U^T on
-  flattened images, where U, lambda are the training covariance's eigenvectors
-  and eigenvalues; eps keeps the near-zero directions from being blown up.
-  Images stay in that space: distilled images, PNGs and exports show it.
-  """
+  preprocess CIFAR (see `zca_transform`); the test images are mapped the
+  same way. Images stay in that space: distilled images, PNGs and exports
+  show it."""
+  return whitened(data, zca_transform(data, eps))
+
+
+def zca_transform(data: Dataset,
+                  eps: float) -> Callable[[np.ndarray], np.ndarray]:
+  """x -> (x - mu) U diag(1 / sqrt(lambda + eps)) U^T on flattened images,
+  where U, lambda are the eigenvectors and eigenvalues of the covariance of
+  data's training images; eps keeps the near-zero directions from being
+  blown up."""
   if not eps > 0:
     raise ValueError(f'ZCA eps must be > 0, got {eps}')
   shape = data.image_shape
@@ -329,6 +336,12 @@ def zca_whiten(data: Dataset, eps: float) -> Dataset:
            for i in range(0, len(flat), 4096)]
     return np.concatenate(out).reshape((len(images),) + shape)
 
+  return whiten
+
+
+def whitened(data: Dataset,
+             whiten: Callable[[np.ndarray], np.ndarray]) -> Dataset:
+  """`data` with `whiten` (from `zca_transform`) applied to both splits."""
   return dataclasses.replace(data, name=f'{data.name}_zca',
                              train_images=whiten(data.train_images),
                              test_images=whiten(data.test_images))
