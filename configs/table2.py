@@ -26,7 +26,7 @@ def _distill(variant: str) -> ml_collections.ConfigDict:
   run.data.as_mnist = True  # Every digit set as 28x28 grayscale MNIST.
   run.data.digit_box = 0  # Side the digits fill in 28x28; 0 = the dataset's (USPS 20).
   run.distill.init_mode = 'fixed_pretrained'  # Set per column: fixed_ or random_pretrained.
-  run.distill.pretrained_dir = ''  # '' = <pools_dir>/<the row's source>.
+  run.distill.pretrained_dir = ''  # Set per row: <pools_dir>/<the row's source>.
   run.distill.image_init = 'normal'  # N(0, 1), as the paper for pretrained.
   run.distill.steps, run.distill.epochs = 10, 3  # 100 images, 30 GD steps.
   if variant == 'cpu':
@@ -55,7 +55,8 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   config.full_target_lr = 2e-4  # Its Adam step size...
   config.full_target_batch_size = 128  # ...and batch.
   config.full_target_models = 10  # Held-out nets fine-tuned for that column.
-  config.baselines = table1.get_config('full').baselines  # Sets and lrs.
+  config.baselines = table1.get_config('full').baselines  # Sets and lrs...
+  del config.baselines.num_models  # ...tested on the num_models nets above.
   config.run = _distill(variant)  # Our distillation.
   if variant == 'cpu':
     config.rows = 'usps_to_mnist,mnist_to_usps'

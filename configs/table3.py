@@ -38,7 +38,7 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   run.data.augment = 'resized_crop_flip'  # As the official code's VOC/CUB loaders.
   run.model.name = 'alexnet'
   run.distill.init_mode = 'fixed_pretrained'
-  run.distill.pretrained_dir = ''  # '' = <pools_dir>/<the row>.
+  run.distill.pretrained_dir = ''  # Set per row: <pools_dir>/<the row>.
   run.distill.images_per_class = 1  # One distilled image per class...
   run.distill.steps, run.distill.epochs = 1, 3  # ...applied in 3 GD steps.
   run.distill.image_init = 'normal'
@@ -49,6 +49,9 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   run.eval_every = 0
 
   b = config.baselines = table1.get_config('full').baselines
+  # Every baseline trains, and optimized real scores its candidates on, the
+  # one fixed pretrained net.
+  del b.num_models, b.selection_models
   b.per_class = 1  # As many real images as distilled ones.
   b.num_sets = 10  # Paper: results over 10 runs.
   if variant == 'quick':
@@ -61,6 +64,6 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
     run.checkpoint_every = 2
     run.real_batch_size = 8
     b.num_sets, b.num_candidates, b.num_selected = 2, 2, 1
-    b.selection_models, b.selection_images = 1, 8
+    b.selection_images = 8
     b.lrs = '0.001'
   return config

@@ -224,9 +224,10 @@ def _baselines(config, knn_metrics: Collection[str] = ()) -> None:
   if selected > candidates:
     raise ConfigError(f'config.baselines.num_selected = {selected} exceeds '
                       f'config.baselines.num_candidates = {candidates}')
-  _int(config, 'baselines.selection_models', 1)
   _int(config, 'baselines.selection_images', 1)
-  _int(config, 'baselines.num_models', 1)
+  for field in ('selection_models', 'num_models'):  # Table 3 has neither.
+    if field in config.baselines:
+      _int(config, f'baselines.{field}', 1)
   _numbers(config, 'baselines.lrs', float, 0.0, low_open=True)
   if knn_metrics:
     _numbers(config, 'baselines.knn_ks', int, 1)
@@ -238,6 +239,17 @@ def _pools_dir(config) -> None:
     raise ConfigError('config.pools_dir is empty: set it to the folder '
                       'holding the pools experiments.pretrain wrote, one '
                       '<pools_dir>/<name>/ each')
+
+
+def _pool_from_pools_dir(config) -> None:
+  """Tables 2 and 3 take each row's pool from pools_dir, for our run and
+  the baselines alike: a pool of the run's own would test them apart."""
+  if _text(config, 'run.distill.pretrained_dir'):
+    raise ConfigError(
+        f'config.run.distill.pretrained_dir = '
+        f'{config.run.distill.pretrained_dir!r}: this table takes each '
+        'row\'s pool from config.pools_dir (our run and the baselines '
+        'alike); leave it empty and set config.pools_dir')
 
 
 def _full_target(config) -> None:
@@ -266,6 +278,7 @@ def _table2(config, *,
   """rows: row -> (source, target), ddistill.paper.table2.ROWS."""
   _int(config, 'seed', 0)
   _pools_dir(config)
+  _pool_from_pools_dir(config)
   _run(config, 'run.', pool_filled_in=True)
   for row in _names(config, 'rows', rows):
     _, target = rows[row]
@@ -279,6 +292,7 @@ def _table2(config, *,
 def _table3(config) -> None:
   _int(config, 'seed', 0)
   _pools_dir(config)
+  _pool_from_pools_dir(config)
   _run(config, 'run.', pool_filled_in=True)
   for row in _names(config, 'rows', transfer.SPECS):
     _image_fits(config, 'run.', row, f'row {row!r}')

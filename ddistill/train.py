@@ -44,10 +44,11 @@ from ddistill.errors import WorkdirConflict
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
-  """The run's independent key streams, all folded from the one seed."""
+  """The run's independent key streams, all folded from the one seed, and
+  those of the tables that evaluate runs beside baselines of that seed."""
   root = jax.random.key(seed)
   names = ('fixed_init', 'images', 'train', 'heldout', 'real_batches',
-           'standard_eval', 'validation')
+           'standard_eval', 'validation', 'baselines', 'full_target')
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 

@@ -157,6 +157,10 @@ def test_voc_crops_and_cub_images_under_mock_data():
   assert 0 <= voc.train_labels.min() and voc.train_labels.max() < 20
   assert cub.train_images.shape == (3, 70, 70, 3)
   assert cub.num_classes == 200 and np.all(np.isfinite(cub.test_images))
+  # Normalized as the official loaders: ImageNet's statistics for VOC,
+  # CUB's own for CUB.
+  np.testing.assert_allclose(voc.std, [0.229, 0.224, 0.225])
+  np.testing.assert_allclose(cub.mean, [0.4785, 0.4993, 0.4022], atol=1e-4)
 
 
 @pytest.fixture

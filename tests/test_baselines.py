@@ -169,7 +169,8 @@ def test_baselines_write_every_column_and_resume(mnist, tmp_path):
   columns = [k for k, _ in tables.TABLE1_COLUMNS if not k.startswith('ours')]
   assert sorted(done) == sorted(columns)
   with open(path) as f:
-    assert json.load(f) == json.loads(json.dumps(done))
+    assert json.load(f) == {**json.loads(json.dumps(done)),
+                            'distilled_lrs': lrs.tolist()}
   grid = done['random_real']['grid']
   assert {(c['lr'], c['steps']) for c in grid} == {('0.1', 1), ('0.1', 10),
                                                    ('distilled', 3)}
@@ -181,6 +182,45 @@ def test_baselines_write_every_column_and_resume(mnist, tmp_path):
     json.dump(saved, f)
   again = table1._baselines(config, config.mnist, small, lrs, path)
   assert again['kmeans']['mean'] == -1.0
+  # Other distilled lrs (the distilled run went on): computed again, the
+  # old columns kept aside.
+  other = table1._baselines(config, config.mnist, small, 2 * lrs, path)
+  assert other['kmeans']['mean'] == done['kmeans']['mean']
+  assert other['random_real']['grid'][-1] != done['random_real']['grid'][-1]
+  with open(path + '.stale') as f:
+    assert json.load(f)['kmeans']['mean'] == -1.0
+
+
+def test_baseline_models_and_sets_are_drawn_apart_from_the_runs(mnist,
+                                                               monkeypatch):
+  """In JAX split(key, n)[i] is fold_in(key, i), so tables drawing from the
+  seed's root would reuse the runs' streams (the fixed init among them)."""
+  from ddistill import train  # pylint: disable=g-import-not-at-top
+  from ddistill.paper import baseline_columns  # pylint: disable=g-import-not-at-top
+  config = table1_config.get_config('quick')
+  config.baselines.num_models = 3
+  ds = config.mnist
+  assert config.seed == ds.fixed.seed == ds.random.seed
+  drawn = {}
+  monkeypatch.setattr(baseline_columns, 'compute',
+                      lambda *args: drawn.update(args=args))
+  table1._baselines(config, ds, mnist, None, '')
+  _, _, _, _, heldout_M, selection_M, k_sets, *_ = drawn['args']
+  model, _ = train.build_model(ds.fixed, 10, mnist.image_shape)
+  fixed = train.heldout_inits(ds.fixed, model, mnist.image_shape, 1)
+  runs = train.heldout_inits(ds.random, model, mnist.image_shape, 3)
+  flat = lambda m, i: np.concatenate([np.ravel(a[i])
+                                      for a in jax.tree.leaves(m)])
+  theirs = [flat(fixed, 0)] + [flat(runs, i) for i in range(3)]
+  for models_M in (heldout_M, selection_M):
+    for i in range(len(jax.tree.leaves(models_M)[0])):
+      assert not any(np.array_equal(flat(models_M, i), t) for t in theirs)
+  used = {tuple(np.asarray(jax.random.key_data(k)).ravel())
+          for k in train.run_keys(config.seed).values()
+          if k is not train.run_keys(config.seed)['baselines']}
+  for i in range(4):  # The columns' keys: compute() splits k_sets in four.
+    key = jax.random.fold_in(k_sets, i)
+    assert tuple(np.asarray(jax.random.key_data(key)).ravel()) not in used
 
 
 def test_unknown_table_dataset_is_an_error(tmp_path):
@@ -237,6 +277,12 @@ def test_table2_needs_its_pools_and_marks_svhn_not_run(tmp_path):
   config.pools_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match='experiments.pretrain'):
     table2.run_table2(config, str(tmp_path / 'out'))
+  # Our run and the baselines are tested on the same pool: one of the run's
+  # own is refused before anything runs.
+  config.run.distill.pretrained_dir = str(tmp_path / 'elsewhere')
+  with pytest.raises(ValueError, match='pretrained_dir .* leave it empty'):
+    table2.run_table2(config, str(tmp_path / 'out2'))
+  assert not (tmp_path / 'out2').exists()
   md, _ = tables.table2({'usps_to_mnist': {
       'ours_fixed': {'mean': 0.9, 'std': 0.0, 'n_models': 1}}})
   assert '| SVHN → MNIST | ours | not run (no SVHN offline)' in md

@@ -88,7 +88,8 @@ def test_distilled_memory_has_one_image_per_class_and_learns(mnist):
                             inits.kernel_initializer('xavier_normal'))
   dc = continual_config.get_config('gem_distilled').learner.distill
   dc.gd_steps, dc.iterations, dc.batch_size = 10, 30, 500
-  x, y, losses = learners.distilled_memory(task, jax.random.key(0), model, dc)
+  x, y, losses = learners.distilled_memory(task, jax.random.key(0), model, dc,
+                                           10)
   assert x.shape == (10, 28, 28, 1) and list(y) == list(range(10))
   assert np.all(np.isfinite(x))
   # The outer loss on the task's data falls by more than its noise between
@@ -98,6 +99,23 @@ def test_distilled_memory_has_one_image_per_class_and_learns(mnist):
   flat = task.train_x.reshape(len(task.train_x), -1)
   gaps = [np.abs(flat - im.ravel()).max(axis=1).min() for im in x]
   assert min(gaps) > 1e-3
+
+
+def test_a_split_tasks_memory_is_distilled_on_its_own_classes(mnist):
+  """GEM replays a memory through the task's head (logits masked to its
+  classes); the memory is distilled through the same head."""
+  data = streams.unit_pixels(mnist)
+  task = streams.split(data, 5).task(0)
+  model = models.make_model('mlp', 10, (28, 28, 1),
+                            inits.kernel_initializer('xavier_normal'))
+  dc = continual_config.get_config('gem_distilled').learner.distill
+  dc.gd_steps, dc.iterations, dc.batch_size, dc.lr_init = 1, 3, 500, 1e-6
+  x, y, losses = learners.distilled_memory(task, jax.random.key(0), model, dc,
+                                           10)
+  assert sorted(set(y.tolist())) == [0, 1, 2, 3, 4]
+  # Barely trained, the loss is cross-entropy at init over the 5 classes
+  # (about log 5 = 1.61), not over all 10 (about log 10 = 2.30).
+  assert np.all(np.abs(losses - np.log(5)) < 0.3), losses
 
 
 def test_herding_tracks_the_class_mean():

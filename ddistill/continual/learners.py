@@ -73,19 +73,23 @@ def real_memory(task: streams.Task, key: jax.Array,
 
 
 def distilled_memory(task: streams.Task, key: jax.Array, model,
-                     dc: ml_collections.ConfigDict
+                     dc: ml_collections.ConfigDict, num_classes: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Distils the task's training data into dc.images_per_class per class.
 
   Random inits each iteration (the model's Xavier init), one batch of images
   applied for dc.gd_steps GD steps with learned lrs, with the engine's
-  optimizer. The images carry the task's own labels. Returns the images, their
+  optimizer. The images carry the task's own labels, and the logits are
+  masked to the task's classes (of the model's `num_classes`), as the
+  learners that replay the memory mask them. Returns the images, their
   labels and the outer loss of every iteration.
   """
   shape = tuple(task.train_x.shape[1:])
   labels_1xN = jnp.tile(jnp.asarray(task.classes, jnp.int32),
                         dc.images_per_class)[None]
-  apply_fn = lambda p, x: model.apply({'params': p}, x)
+  mask_C = jnp.asarray(streams.class_mask(task, num_classes))
+  apply_fn = lambda p, x: jnp.where(mask_C, model.apply({'params': p}, x),
+                                    -1e9)
   x, y = jnp.asarray(task.train_x), jnp.asarray(task.train_y)
   k_img, k_run = jax.random.split(key)
   d = distill.init_distilled(k_img, labels_1xN, shape, dc.gd_steps,

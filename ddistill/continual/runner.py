@@ -52,8 +52,10 @@ def grid(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
   raise ValueError(f'config.learner.method {method!r}; known: {METHODS}')
 
 
-def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
-  """Distilled memories, cached on disk per (seed, task); None for real."""
+def _memory_fn(config, model, num_classes: int, seed: int, key: jax.Array,
+               workdir: str) -> Optional[Callable]:
+  """Distilled memories, cached on disk per (seed, task); None for real.
+  key: the seed's memory stream, apart from its stream's and learner's."""
   if config.learner.memory == 'real':
     return None
   if config.learner.memory != 'distilled':
@@ -61,7 +63,6 @@ def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
                      "'real' or 'distilled'")
   folder = os.path.join(workdir, 'memories')
   os.makedirs(folder, exist_ok=True)
-  key = jax.random.fold_in(jax.random.key(seed), 1)
 
   def make(t, task):
     path = os.path.join(folder, f'seed{seed}_task{t}.npz')
@@ -69,7 +70,8 @@ def _memory_fn(config, model, seed: int, workdir: str) -> Optional[Callable]:
       d = export.load_distilled(path)
       return d.images[0], d.labels[0]
     x, y, _ = learners.distilled_memory(task, jax.random.fold_in(key, t),
-                                         model, config.learner.distill)
+                                         model, config.learner.distill,
+                                         num_classes)
     export.save_distilled(path, export.DistilledSet(
         x[None], y[None], np.zeros(1, np.float32), np.zeros(1), np.ones(1),
         1))
@@ -146,14 +148,15 @@ def _run(config, data, model, field: str, value: float, seed: int,
   """One learner with `field` = `value` on the stream of `seed`."""
   learner = ml_collections.ConfigDict(config.learner.to_dict())
   learner[field] = value
-  k_stream, k_learner = jax.random.split(jax.random.key(seed))
+  k_stream, k_learner, k_memory = jax.random.split(jax.random.key(seed), 3)
   stream = _stream(config, data, k_stream)
   try:
     if learner.method == 'icarl':
       R = icarl.run_stream(learner, stream, model, k_learner)
     else:
       R = learners.run_stream(learner, stream, model, k_learner,
-                              _memory_fn(config, model, seed, workdir))
+                              _memory_fn(config, model, data.num_classes,
+                                         seed, k_memory, workdir))
   except FloatingPointError as e:
     # A setting of the grid that diverges (e.g. a large EWC lambda at
     # lr 0.1) is recorded as such; the rest of the grid goes on.

@@ -17,6 +17,7 @@ import numpy as np
 
 from ddistill import evaluate
 from ddistill import pretrained
+from ddistill import train
 from ddistill import workdir as workdir_lib
 from ddistill.paper import baselines
 from ddistill.data import datasets
@@ -41,6 +42,7 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
   knn, kmeans: whether to compute those columns (Table 3 has neither).
   Each column is saved in `path` as soon as it is computed.
   """
+  _forget_other_lrs(path, distilled_lrs)
   x, y, k = data.train_images, data.train_labels, data.num_classes
   keys = dict(zip(('random', 'candidates', 'kmeans', 'score'),
                   jax.random.split(key, 4)))
@@ -82,6 +84,22 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
     done['knn_kmeans'] = column('knn_kmeans',
                                 lambda: _knn(b, data, kmeans_sets()))
   return done
+
+
+def _forget_other_lrs(path: str, distilled_lrs: Optional[np.ndarray]) -> None:
+  """Records in `path` the distilled lrs its columns are computed with;
+  columns computed with others (the distilled run has changed since) are
+  moved aside to `<path>.stale` and computed again: every column's grid has
+  a cell with those lrs, and optimized real may have chosen with it."""
+  lrs = (None if distilled_lrs is None else
+         [float(v) for v in np.ravel(distilled_lrs)])
+  saved = workdir_lib.read_json(path, {})
+  if 'distilled_lrs' in saved and saved['distilled_lrs'] != lrs:
+    logging.warning('%s holds baselines computed with other distilled lrs; '
+                    'moved to %s.stale, computing them again', path, path)
+    workdir_lib.write_json(f'{path}.stale', saved)
+    workdir_lib.write_json(path, {}, indent=None)
+  workdir_lib.cached_json(path, lambda: lrs, key='distilled_lrs')
 
 
 def _column_fn(path: str):
@@ -132,7 +150,8 @@ def full_target(config, model, apply_fn, heldout_M, data, path) -> dict:
   def compute():
     start_N = jax.tree.map(lambda a: a[:config.full_target_models],
                            heldout_M)
-    tuned = pretrained.pretrain(model, jax.random.key(config.seed),
+    tuned = pretrained.pretrain(model,
+                                train.run_keys(config.seed)['full_target'],
                                 data.train_images, data.train_labels,
                                 config.full_target_models,
                                 config.full_target_epochs,

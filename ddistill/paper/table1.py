@@ -27,10 +27,11 @@ from ddistill import workdir as workdir_lib
 def _baselines(config: ml_collections.ConfigDict, ds: ml_collections.ConfigDict,
                data: datasets.Dataset, distilled_lrs: np.ndarray,
                path: str) -> dict[str, Any]:
-  """Every baseline column for one dataset, on fresh random inits."""
+  """Every baseline column for one dataset, on fresh random inits (a key
+  stream of their own: never the runs' inits, even for the same seed)."""
   b = config.baselines
   k_models, k_selection, k_sets = jax.random.split(
-      jax.random.key(config.seed), 3)
+      train.run_keys(config.seed)['baselines'], 3)
   model, _ = train.build_model(ds.random, data.num_classes, data.image_shape)
   apply_fn = train.first_order_apply(ds.random, model)
   heldout_M = inits.sample_params(model, k_models, b.num_models,

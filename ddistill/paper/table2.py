@@ -48,7 +48,7 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
       run = ml_collections.ConfigDict(config.run.to_dict())
       run.data.name = target
       run.distill.init_mode = f'{mode}_pretrained'
-      run.distill.pretrained_dir = run.distill.pretrained_dir or pool_dir
+      run.distill.pretrained_dir = pool_dir
       run.eval.num_models = config.num_models
       runs[mode] = run
       results.setdefault(row, {})[f'ours_{mode}'] = train.run_or_load(
@@ -66,7 +66,7 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
     cells = baseline_columns.compute(
         config.baselines, workdir_lib.numbers(config.passes, 'passes', int),
         data, apply_fn, heldout_M,
-        selection_M, jax.random.key(config.seed), distilled_lrs,
+        selection_M, train.run_keys(config.seed)['baselines'], distilled_lrs,
         os.path.join(folder, 'baselines.json'), knn=False,
         minibatches=runs['random'].distill.steps)
     no_adapt = evaluate.accuracy(apply_fn, heldout_M, data.test_images,

@@ -44,7 +44,7 @@ def run_table3(config: ml_collections.ConfigDict, workdir: str,
         f'--config.weights=alexnet.npz --config.data.name={row}')
     run = ml_collections.ConfigDict(config.run.to_dict())
     run.data.name = row
-    run.distill.pretrained_dir = run.distill.pretrained_dir or pool_dir
+    run.distill.pretrained_dir = pool_dir
     ours = train.run_or_load(run, os.path.join(folder, 'ours'))
     data = train.load_data(run)
     model, _ = train.build_model(run, data.num_classes, data.image_shape)
@@ -57,7 +57,7 @@ def run_table3(config: ml_collections.ConfigDict, workdir: str,
     cells = baseline_columns.compute(
         config.baselines, workdir_lib.numbers(config.gd_steps, 'gd_steps', int),
         data, apply_fn, net_M, net_M,
-        jax.random.key(config.seed), distilled_lrs,
+        train.run_keys(config.seed)['baselines'], distilled_lrs,
         os.path.join(folder, 'baselines.json'), knn=False, kmeans=False)
     results[row] = {'ours': ours['test_accuracy'], **cells}
     results[row]['full_target'] = baseline_columns.full_target(
