@@ -14,6 +14,7 @@ ms (the minimum of --repeats calls after compilation):
     (the path evaluation runs), in a scan.
 """
 
+import sys
 import time
 
 from absl import app
@@ -21,7 +22,8 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
-from ddistill import distill
+sys.path.insert(0, '.')  # Run from the repo root without installing.
+from ddistill import distill  # pylint: disable=g-import-not-at-top
 from ddistill import inits
 from ddistill import models
 from ddistill.models import layers
@@ -63,7 +65,7 @@ def _kernel_grad_in_loop(conv):
 
 def main(argv):
   del argv
-  keys = jax.random.split(jax.random.key(0), 4)
+  keys = jax.random.split(jax.random.key(0), 7)
   carry = (jax.random.normal(keys[0], (10, 16, 16, 64)),
            0.01 * jax.random.normal(keys[1], (5, 5, 64, 64)),
            jax.random.normal(keys[2], (10, 16, 16, 64)))
@@ -72,8 +74,8 @@ def main(argv):
     print(f'kernel_grad_x10_in_loop {name}: '
           f'{_ms(_kernel_grad_in_loop(conv), carry):.1f} ms')
 
-  x = jax.random.normal(keys[0], (1024, 28, 28, 1))
-  kernel = jax.random.normal(keys[1], (5, 5, 1, 6))
+  x = jax.random.normal(keys[4], (1024, 28, 28, 1))
+  kernel = jax.random.normal(keys[5], (5, 5, 1, 6))
   for name, conv in (('shifted_sum', conv_as_shifted_sum),
                      ('banded', layers.conv_as_banded_matmul)):
     fwd = jax.jit(lambda x, k, conv=conv: jax.nn.relu(conv(x, k, 0)).sum())
@@ -86,7 +88,7 @@ def main(argv):
   apply_fn = models.Apply(model)
   params = jax.tree.map(lambda a: a[0],
                         inits.sample_params(model, keys[3], 1, shape))
-  images = jax.random.normal(keys[0], (1, 10, *shape))
+  images = jax.random.normal(keys[6], (1, 10, *shape))
   labels, lrs = distill.distilled_labels(1, 10, 1), jnp.full(10, 0.02)
   train = jax.jit(lambda p: distill.train_on_distilled(
       apply_fn, p, images, labels, lrs, remat=False))

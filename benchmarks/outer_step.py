@@ -85,8 +85,9 @@ def _unrolled_flops(config, train_x, train_y, key) -> float:
   shape = tuple(train_x.shape[1:])
   program = train.build_program(config, 10, shape, unroll=True)
   state = train.initial_state(config, program, train_x, train_y)
-  compiled = program.step_fn.lower(state, program.sample_inits(key), train_x,
-                                   train_y, key).compile()
+  k_batch, k_inits = jax.random.split(key)
+  compiled = program.step_fn.lower(state, program.sample_inits(k_inits),
+                                   train_x, train_y, k_batch).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   return float(cost.get('flops', float('nan')))
@@ -131,9 +132,11 @@ def main(argv):
   state = {k: v for k, v in state.items() if k != 'step'}
 
   def one_iteration(state, i):
-    key = jax.random.fold_in(kstep, i)
-    params0_I = program.sample_inits(key)
-    state, metrics = program.step_fn(state, params0_I, train_x, train_y, key)
+    # Keys drawn as train.outer_iteration draws them.
+    k_batch, k_inits = jax.random.split(jax.random.fold_in(kstep, i))
+    params0_I = program.sample_inits(k_inits)
+    state, metrics = program.step_fn(state, params0_I, train_x, train_y,
+                                     k_batch)
     jax.block_until_ready(metrics)
     return state
 

@@ -202,7 +202,7 @@ def evaluate_file(config: ml_collections.ConfigDict, path: str,
     raise ConfigError(f'--arch: unknown architectures {unknown}; known: '
                       f'{sorted(models.MODELS)}')
   config_checks.validate(config)
-  data = train.load_data(config)
+  data, _ = train.load_split_data(config)  # Whitened as the run was.
   d = train.load_distilled_for(config, data, path)
   x, targets = flattened(d)
   kernel_init = inits.kernel_initializer(config.model.init,

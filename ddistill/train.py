@@ -44,11 +44,13 @@ from ddistill.errors import WorkdirConflict
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
-  """The run's independent key streams, all folded from the one seed, and
-  those of the tables that evaluate runs beside baselines of that seed."""
+  """The seed's independent key streams, each folded from it once: a run's,
+  and those of the tables and pools made beside runs of the same seed. In
+  JAX split(key, n)[i] is fold_in(key, i), so these never draw from the
+  seed's root directly: they would get the runs' keys."""
   root = jax.random.key(seed)
   names = ('fixed_init', 'images', 'train', 'heldout', 'real_batches',
-           'standard_eval', 'validation', 'baselines', 'full_target')
+           'standard_eval', 'validation', 'baselines', 'full_target', 'pool')
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 
@@ -162,7 +164,7 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
   `num_models` fresh inits.
   """
   config_checks.validate(config)
-  data = load_data(config)
+  data, _ = load_split_data(config)  # Whitened as the run was, if it was.
   d = load_distilled_for(config, data, path)
   model, _ = build_model(config, data.num_classes, data.image_shape)
   params0_M = heldout_inits(config, model, data.image_shape, num_models)

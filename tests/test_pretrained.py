@@ -137,3 +137,35 @@ def test_distilling_from_a_pool_trains_on_train_nets_reports_heldout(
   config.distill.pretrained_dir = ''
   with pytest.raises(errors.ConfigError, match='pretrained_dir'):
     config_checks.validate(config)
+
+
+def test_pool_nets_draw_keys_apart_from_runs_of_the_same_seed(mnist,
+                                                              monkeypatch):
+  """Pools are made beside runs and tables of the same seed (Table 2): in
+  JAX split(key, n)[i] is fold_in(key, i), so chunk keys folded from the
+  seed's root were the runs' streams."""
+  from configs import pretrain as pretrain_config  # pylint: disable=g-import-not-at-top
+  from ddistill.paper import pretraining  # pylint: disable=g-import-not-at-top
+  config = pretrain_config.get_config('mnist')
+  config.num_train, config.num_heldout, config.nets_per_chunk = 6, 6, 1
+  chunk_keys = []
+
+  class Enough(Exception):
+    pass
+
+  def record(model, key, *args, **kwargs):
+    del model, args, kwargs
+    chunk_keys.append(key)
+    if len(chunk_keys) == 12:
+      raise Enough
+    return np.zeros(1)
+
+  monkeypatch.setattr(pretrained, 'pretrain', record)
+  monkeypatch.setattr(train, 'load_data', lambda _: mnist)
+  with pytest.raises(Enough):
+    pretraining.pool_from_training(config, '')
+  as_tuple = lambda k: tuple(np.asarray(jax.random.key_data(k)).ravel())
+  runs = train.run_keys(config.seed)
+  taken = {as_tuple(k) for name, k in runs.items() if name != 'pool'}
+  assert len({as_tuple(k) for k in chunk_keys}) == 12
+  assert not taken & {as_tuple(k) for k in chunk_keys}

@@ -275,6 +275,31 @@ def test_a_validation_split_is_held_out_before_zca_whitening(data_dir):
                              kept_mean, atol=0.05)
 
 
+def test_a_set_distilled_with_a_split_and_zca_is_tested_as_in_its_run(
+    tmp_path, data_dir, monkeypatch):
+  """The evaluators whiten test images as the run did: fit on the kept
+  training images only."""
+  config = _tiny_config(data_dir, **{'data.val_size': 30000,
+                                     'data.zca': 0.1})
+  labels = np.tile(np.arange(10, dtype=np.int32), (1, 1))
+  path = str(tmp_path / 'distilled.npz')
+  export.save_distilled(path, export.DistilledSet(
+      np.zeros((1, 10, 28, 28, 1), np.float32), labels,
+      np.full(1, 0.01, np.float32), np.zeros(1), np.ones(1), 1, zca=0.1))
+  tested_on = {}
+
+  def record(*args, **kwargs):
+    tested_on['x'] = args[5]
+    return np.zeros(1)
+
+  monkeypatch.setattr(evaluate, 'evaluate_set', record)
+  train.evaluate_distilled_file(config, path, 1)
+  run_x = train.load_split_data(config)[0].test_images
+  np.testing.assert_array_equal(tested_on['x'], run_x)
+  # What a fit on every training image would give instead.
+  assert np.abs(train.load_data(config).test_images - run_x).max() > 1e-3
+
+
 def test_validation_split_that_does_not_fit_claims_no_workdir(tmp_path,
                                                              data_dir):
   config = _tiny_config(data_dir, **{'data.val_size': 60000})

@@ -28,7 +28,7 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = alexnet.read_torchvision_npz(config.weights)
   kernel_init = inits.kernel_initializer(config.model.init,
                                          config.model.init_gain)
-  root = jax.random.key(config.seed)
+  root = train.run_keys(config.seed)['pool']
   nets = [alexnet.params_from_torchvision(state, num_classes,
                                           jax.random.fold_in(root, i),
                                           kernel_init, config.new_classifier)
@@ -70,7 +70,7 @@ def pool_from_training(config: ml_collections.ConfigDict,
   apply_fn = train.first_order_apply(config, model)
   total = config.num_train + config.num_heldout
   chunks = []
-  root = jax.random.key(config.seed)
+  root = train.run_keys(config.seed)['pool']
   for i, first in enumerate(range(0, total, config.nets_per_chunk)):
     n = min(config.nets_per_chunk, total - first)
     chunks.append(jax.device_get(pretrained.pretrain(

@@ -3,9 +3,10 @@
 A set is trained like distilled data, full-batch GD from held-out inits, with
 every learning rate of a grid crossed with every number of GD steps of a
 grid, and once more with the distilled lrs, one per step as learned; the
-best of these cells is reported as mean ± std over all (set, model) pairs. As in the paper, the best combination
-is picked on the test accuracy itself, so these figures are upper bounds on
-what a baseline would get with its settings chosen beforehand.
+best of these cells is reported as mean ± std over all (set, model) pairs.
+As in the paper, the best cell is picked on the test accuracy itself, so
+these figures are upper bounds on what a baseline would get with its
+settings chosen beforehand.
 """
 
 import dataclasses
