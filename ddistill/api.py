@@ -79,14 +79,14 @@ def distill_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray, num_classes: int,
   x_NxHxWxC: normalized images; y_N: their classes in [0, num_classes).
   mean, std: [C], kept in the set to draw it (default 0 and 1: x as given).
   """
-  config_checks.validate(config)
+  x_NxHxWxC, y_N = np.asarray(x_NxHxWxC, np.float32), np.asarray(y_N)
+  _check_arrays(x_NxHxWxC, y_N, num_classes)
+  config_checks.validate(config, image_size=x_NxHxWxC.shape[1:3])
   if config.data.val_size or config.data.zca:
     raise ConfigError('distill_arrays takes the arrays as given: set '
                       'config.data.val_size and config.data.zca to 0 (hold '
                       'out and whiten the arrays yourself: datasets.hold_out, '
                       'datasets.zca_whiten)')
-  x_NxHxWxC, y_N = np.asarray(x_NxHxWxC, np.float32), np.asarray(y_N)
-  _check_arrays(x_NxHxWxC, y_N, num_classes)
   channels = x_NxHxWxC.shape[-1]
   program = train.build_program(config, num_classes, x_NxHxWxC.shape[1:],
                                 num_examples=len(y_N))

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 from typing import Any, Iterator
+import uuid
 
 
 @contextlib.contextmanager
@@ -18,13 +19,15 @@ def replacing(path: str) -> Iterator[str]:
 
   The temporary name keeps the extension of `path`, since some writers pick
   the format from it (PIL, matplotlib) or append one (np.savez), and holds
-  the process id, since processes may share a file (the dataset cache). If
+  the process id and a random tag, since processes may share a file (the
+  dataset cache), on hosts whose process ids can coincide. If
   the block fails, the temporary file is removed and `path` is left as it
   was; a kill leaves it behind, as a stray file beside the intact `path`.
   """
   folder, name = os.path.split(os.path.abspath(path))
   stem, ext = os.path.splitext(name)
-  tmp = os.path.join(folder, f'{stem}.tmp{os.getpid()}{ext}')
+  tag = f'{os.getpid()}-{uuid.uuid4().hex[:8]}'
+  tmp = os.path.join(folder, f'{stem}.tmp{tag}{ext}')
   try:
     yield tmp
     # On disk before the rename: after a power cut the new name must not

@@ -9,7 +9,7 @@ Some allowed names belong to ddistill.paper or ddistill.continual, which the
 core never imports: their runners pass them in (see `validate`).
 """
 
-from typing import Collection, Mapping
+from typing import Collection, Mapping, Optional
 
 import ml_collections
 
@@ -141,11 +141,18 @@ def _image_fits(config, at: str, name: str, named: str) -> None:
 
   named: how the message names the dataset (its field, or a table row).
   """
-  model = _get(config, at + 'model.name')
   dc = _get(config, at + 'data')
   height, width = data.SOURCES[name].image_size(dc)
   if dc.as_mnist:
     height = width = 28
+  _size_fits(config, at, (height, width), named)
+
+
+def _size_fits(config, at: str, image_size: tuple[int, int],
+               named: str) -> None:
+  """The model takes images of `image_size`; named: whose images."""
+  model = _get(config, at + 'model.name')
+  height, width = image_size
   sizes = models.MODELS[model].sizes
   if sizes is not None and (height != width or height not in sizes):
     raise ConfigError(
@@ -166,16 +173,22 @@ def _optim(config, at: str) -> None:
   _float(config, at + 'optim.decay_factor', 0.0, 1.0)
 
 
-def _run(config, at: str = '', pool_filled_in: bool = False) -> None:
+def _run(config, at: str = '', pool_filled_in: bool = False,
+         image_size: Optional[tuple[int, int]] = None) -> None:
   """A distillation run (configs/default.py), at `at` in `config`.
 
   pool_filled_in: the runner sets distill.pretrained_dir (Tables 2, 3).
+  image_size: (height, width) of the images the run gets in place of
+  config.data's (`api.distill_arrays`).
   """
   _int(config, at + 'seed', 0)
   _data(config, at)
   _model(config, at)
   name = _get(config, at + 'data.name')
-  _image_fits(config, at, name, f'config.{at}data.name = {name!r}')
+  if image_size is None:
+    _image_fits(config, at, name, f'config.{at}data.name = {name!r}')
+  else:
+    _size_fits(config, at, image_size, 'x (the arrays)')
 
   mode = _choice(config, at + 'distill.init_mode', INIT_MODES)
   if ('pretrained' in mode and not pool_filled_in and

@@ -36,8 +36,9 @@ _DISTILLED = absl_flags.DEFINE_string('distilled', None,
 _NUM_MODELS = absl_flags.DEFINE_integer(
     'num_models', None, 'Held-out models for a random init_mode; default: '
     'config.eval.num_models.')
-_OUTPUT = absl_flags.DEFINE_string('output', None,
-                                   'Optional path for the results as JSON.')
+_OUTPUT = absl_flags.DEFINE_string(
+    'output', None, 'Optional path for the results as JSON (with --protocol '
+    'standard, its rows, as standard_eval.json in --workdir).')
 _PROTOCOL = absl_flags.DEFINE_enum(
     'protocol', 'paper', ['paper', 'standard'], 'paper: train on the steps '
     'in order with the learned lrs; standard: train on all images with SGD '
@@ -68,7 +69,7 @@ _DSA_STRENGTH = absl_flags.DEFINE_float('dsa_strength', 1.0,
 flags.define(workdir=None)
 
 
-def _standard(config, num_models: int) -> None:
+def _standard(config, num_models: int) -> list[dict]:
   if not _WORKDIR.value:
     raise ConfigError('--protocol standard needs --workdir (where its table '
                       'goes)')
@@ -81,6 +82,7 @@ def _standard(config, num_models: int) -> None:
                                      num_models, recipe)
   print(standard_eval.write_outputs(_WORKDIR.value, rows, recipe,
                                     _DISTILLED.value))
+  return rows
 
 
 def main(argv):
@@ -88,13 +90,13 @@ def main(argv):
   config = _CONFIG.value
   num_models = _NUM_MODELS.value or config.eval.num_models
   if _PROTOCOL.value == 'standard':
-    _standard(config, num_models)
-    return
-  results = train.evaluate_distilled_file(config, _DISTILLED.value,
-                                          num_models)
-  acc = results['test_accuracy']
-  print(f"test_accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
-        f"over {acc['n_models']} models")
+    results = _standard(config, num_models)
+  else:
+    results = train.evaluate_distilled_file(config, _DISTILLED.value,
+                                            num_models)
+    acc = results['test_accuracy']
+    print(f"test_accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
+          f"over {acc['n_models']} models")
   if _OUTPUT.value:
     workdir.write_json(_OUTPUT.value, results)
 

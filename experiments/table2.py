@@ -9,6 +9,7 @@ Writes table2.md and table2.csv in --workdir; rerunning resumes.
 from ml_collections import config_flags
 
 from ddistill.paper import table2
+from ddistill.paper import tables
 from experiments import flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -19,9 +20,10 @@ _RUN = flags.define()
 
 def main(argv):
   del argv
-  table2.run_table2(_CONFIG.value, _RUN.workdir.value, fresh=_RUN.fresh.value)
-  with open(f'{_RUN.workdir.value}/table2.md') as f:
-    print(f.read())
+  results = table2.run_table2(_CONFIG.value, _RUN.workdir.value,
+                               fresh=_RUN.fresh.value)
+  # From the results, not table2.md: only process 0 writes files.
+  print(tables.table2(results)[0])
 
 
 if __name__ == '__main__':

@@ -103,3 +103,19 @@ def test_distill_arrays_refuses_what_it_cannot_do_to_arrays(field):
   with pytest.raises(errors.ConfigError, match='arrays as given'):
     ddistill.distill_arrays(np.zeros((12, 8, 8, 1), np.float32),
                             np.arange(12) % 4, 4, config)
+
+
+def test_distill_arrays_checks_the_model_against_the_arrays_images():
+  """Not against config.data.name's (MNIST's 28x28 here)."""
+  config = _config()
+  config.model.name, config.num_iterations = 'alexcifarnet', 0
+  y = np.arange(12) % 4
+  d = ddistill.distill_arrays(np.zeros((12, 32, 32, 3), np.float32), y, 4,
+                              config)
+  assert d.images.shape[2:] == (32, 32, 3)
+  config.model.name = 'lenet'
+  with pytest.raises(errors.ConfigError,
+                     match=r"'lenet' takes images of size .* but x \(the "
+                     r'arrays\) has 16x16'):
+    ddistill.distill_arrays(np.zeros((12, 16, 16, 1), np.float32), y, 4,
+                            config)

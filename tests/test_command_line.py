@@ -60,3 +60,18 @@ def test_traceback_flag_shows_the_traceback(tmp_path):
              '--config.distill.steps=0', '--traceback')
   assert run.returncode != 0
   assert 'Traceback' in run.stderr and 'ConfigError' in run.stderr
+
+
+@pytest.mark.parametrize('table', ['table1', 'table2', 'table3'])
+def test_table_mains_print_from_the_results_not_the_file(table, tmp_path):
+  """Only process 0 writes tableN.md: every process prints from results."""
+  script = (f'from ddistill.paper import {table} as runner\n'
+            f'runner.run_{table} = lambda *args, **kwargs: {{}}\n'
+            f'from experiments import flags, {table} as main_module\n'
+            'flags.run(main_module.main)\n')
+  result = subprocess.run(
+      [sys.executable, '-c', script, f'--workdir={tmp_path}'], cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert not os.listdir(tmp_path)  # Nothing written, nothing read.
+  assert '| source |' in result.stdout

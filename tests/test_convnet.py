@@ -27,8 +27,11 @@ def test_logits_for_any_size_from_8(shape):
   x = jax.random.normal(jax.random.key(1), (3, *shape))
   logits = jax.jit(models.Apply(model))(params, x)
   assert logits.shape == (3, 7) and bool(jnp.all(jnp.isfinite(logits)))
-  # 3 blocks of width 128, each halving the side (rounding down).
-  h, w = shape[0] // 8, shape[1] // 8
+  # 3 blocks of width 128, each halving the side (rounding down); as in
+  # the DC code, grayscale images are padded by 3 first (MNIST: 32x32, so
+  # 4 x 4 x 128 = 2,048 features).
+  grow = 4 if shape[2] == 1 else 0
+  h, w = (shape[0] + grow) // 8, (shape[1] + grow) // 8
   assert params['Dense_0']['kernel'].shape == (h * w * 128, 7)
   assert params['Conv_0']['kernel'].shape == (3, 3, shape[2], 128)
 

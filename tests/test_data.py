@@ -71,6 +71,23 @@ def test_corrupt_gzip_names_the_file(tmp_path):
     datasets.load_dataset('mnist', 'local', str(tmp_path))
 
 
+@pytest.mark.parametrize('data, targets, message', [
+    (np.full((16, 784), 9.0), np.zeros(16), r'data of shape \(16, 784\)'),
+    (np.zeros((16, 256)), np.zeros(19), r'targets of shape \(19,\)'),
+    (np.full((4, 256), 255.0), np.zeros(4), r'pixels lie in \[255, 255\]'),
+])
+def test_a_wrong_usps_file_is_named_not_read(tmp_path, data, targets,
+                                              message):
+  import h5py  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'usps').mkdir()
+  with h5py.File(tmp_path / 'usps' / 'usps.h5', 'w') as f:
+    for split in ('train', 'test'):
+      f.create_dataset(f'{split}/data', data=data)
+      f.create_dataset(f'{split}/target', data=targets.astype(np.int32))
+  with pytest.raises(DataError, match='usps.h5: train.*' + message):
+    datasets.load_dataset('usps', 'local', str(tmp_path))
+
+
 def test_missing_mnist_file_names_the_path(tmp_path):
   _write_mnist(tmp_path / 'mnist')
   os.remove(tmp_path / 'mnist' / 'train-labels-idx1-ubyte.gz')

@@ -98,9 +98,12 @@ def test_command_writes_a_cross_architecture_table(tmp_path, mnist):
              'standard', '--arch', 'mlp,alexcifarnet', '--config',
              'configs/mnist.py', '--distilled', path, '--num_models', '2',
              '--epochs', '20', '--batch_size', '50']
-  result = subprocess.run(command + ['--workdir', out], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+  result = subprocess.run(
+      command + ['--workdir', out, '--output', str(tmp_path / 'rows.json')],
+      cwd=REPO, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr
+  with open(tmp_path / 'rows.json') as f:
+    assert [row['arch'] for row in json.load(f)] == ['mlp', 'alexcifarnet']
   with open(os.path.join(out, 'standard_eval.csv')) as f:
     rows = list(csv.reader(f))
   assert rows[0] == ['architecture', 'test accuracy (%)', 'std (%)', 'models']

@@ -109,13 +109,21 @@ def _read_usps(folder: str) -> RawSplits:
     raise DataError(f'{path}: file not found')
   try:
     with h5py.File(path, 'r') as f:
-      return {
-          split: (np.asarray(f[split]['data'], np.float32).reshape(
-              -1, 16, 16, 1), np.asarray(f[split]['target'], np.int32))
-          for split in ('train', 'test')
-      }
+      splits = {split: (np.asarray(f[split]['data'], np.float32),
+                        np.asarray(f[split]['target'], np.int32))
+                for split in ('train', 'test')}
   except (OSError, KeyError) as e:
     raise DataError(f'{path}: not a USPS HDF5 file ({e})') from None
+  for split, (x, y) in splits.items():
+    if x.ndim != 2 or x.shape[1] != 16 * 16 or y.shape != x.shape[:1]:
+      raise DataError(f'{path}: {split} has data of shape {x.shape} and '
+                      f'targets of shape {y.shape}; USPS has [N, 256] and '
+                      '[N]')
+    if x.size and not (x.min() >= 0 and x.max() <= 1):
+      raise DataError(f'{path}: {split} pixels lie in [{x.min():g}, '
+                      f'{x.max():g}]; USPS has them in [0, 1]')
+  return {split: (x.reshape(-1, 16, 16, 1), y)
+          for split, (x, y) in splits.items()}
 
 
 SPECS = {

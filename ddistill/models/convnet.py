@@ -1,10 +1,11 @@
 """ConvNet-3, the dataset-distillation field's standard network.
 
 As in the DC/DSA code (Zhao et al.): `depth` blocks of 3x3 conv (`width`
-channels, padding 1), instance norm, ReLU and 2x2 average pooling, then one
-linear classifier. Instance norm normalizes each image's channels over its
-own pixels: no batch statistics, so the inner training loop stays a pure
-function of the images, as batch norm would not let it.
+channels, padding 1; the first pads grayscale images by 3, so that MNIST's
+28x28 become 32x32 as there), instance norm, ReLU and 2x2 average pooling,
+then one linear classifier. Instance norm normalizes each image's channels
+over its own pixels: no batch statistics, so the inner training loop stays
+a pure function of the images, as batch norm would not let it.
 """
 
 import flax.linen as nn
@@ -32,8 +33,9 @@ class ConvNet(nn.Module):
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
     x = x_BxHxWxC
-    for _ in range(self.depth):
-      x = Conv(self.width, 3, 1, self.kernel_init, self.conv_impl)(x)
+    for d in range(self.depth):
+      pad = 3 if d == 0 and x.shape[-1] == 1 else 1
+      x = Conv(self.width, 3, pad, self.kernel_init, self.conv_impl)(x)
       x = avg_pool_2x2(nn.relu(instance_norm()(x)))
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
