@@ -30,7 +30,7 @@ def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
   config.data.as_mnist = False  # Digits as MNIST's: 28x28 grayscale, MNIST normalization (usps, svhn).
   config.data.digit_box = 0  # With as_mnist: side the digits fill in 28x28; 0 = the dataset's (USPS 20).
   config.data.image_size = 224  # voc2007, cub200: side the images are resized to.
-  config.data.zca = 0.0  # ZCA-whiten images with this eps, fit on the training set (KIP, MTT, RaT-BPTT on CIFAR); 0 = off.
+  config.data.zca = 0.0  # ZCA-whiten images with this eps, fit on the training images less data.val_size's (KIP, MTT, RaT-BPTT on CIFAR); 0 = off.
   config.data.val_size = 0  # Training images held out to pick the result: each evaluation scores the set on them and the best is kept; 0 = keep the last.
   config.data.augment = 'none'  # Real batches, inside the jitted step: none | crop_flip | resized_crop_flip.
   config.data.sampling = 'iid'  # Real batches: iid (with replacement) | epochs (shuffled, without, as the official code).

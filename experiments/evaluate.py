@@ -38,7 +38,8 @@ _NUM_MODELS = absl_flags.DEFINE_integer(
     'config.eval.num_models.')
 _OUTPUT = absl_flags.DEFINE_string(
     'output', None, 'Optional path for the results as JSON (with --protocol '
-    'standard, its rows, as standard_eval.json in --workdir).')
+    'standard, the table\'s rows only; --workdir gets standard_eval.json, '
+    'which adds the recipe).')
 _PROTOCOL = absl_flags.DEFINE_enum(
     'protocol', 'paper', ['paper', 'standard'], 'paper: train on the steps '
     'in order with the learned lrs; standard: train on all images with SGD '

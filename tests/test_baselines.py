@@ -187,7 +187,18 @@ def test_baselines_write_every_column_and_resume(mnist, tmp_path):
   other = table1._baselines(config, config.mnist, small, 2 * lrs, path)
   assert other['kmeans']['mean'] == done['kmeans']['mean']
   assert other['random_real']['grid'][-1] != done['random_real']['grid'][-1]
-  with open(path + '.stale') as f:
+  with open(path + '.stale1') as f:
+    assert json.load(f)['kmeans']['mean'] == -1.0
+  # So are columns whose lrs were never recorded (older files).
+  with open(path) as f:
+    saved = json.load(f)
+  del saved['distilled_lrs']
+  saved['kmeans']['mean'] = -1.0
+  with open(path, 'w') as f:
+    json.dump(saved, f)
+  assert table1._baselines(config, config.mnist, small, 2 * lrs,
+                           path)['kmeans']['mean'] == done['kmeans']['mean']
+  with open(path + '.stale2') as f:
     assert json.load(f)['kmeans']['mean'] == -1.0
 
 
@@ -275,6 +286,14 @@ def test_table2_needs_its_pools_and_marks_svhn_not_run(tmp_path):
   from ddistill.paper import table2
   config = table2_config.get_config('quick')
   config.pools_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match='experiments.pretrain'):
+    table2.run_table2(config, str(tmp_path / 'out'))
+  # A workdir made before baselines.num_models (never read here) left the
+  # config still resumes: past the guard, to the missing pool again.
+  saved_path = tmp_path / 'out' / 'config.json'
+  saved = json.loads(saved_path.read_text())
+  saved['baselines']['num_models'] = 200
+  saved_path.write_text(json.dumps(saved))
   with pytest.raises(FileNotFoundError, match='experiments.pretrain'):
     table2.run_table2(config, str(tmp_path / 'out'))
   # Our run and the baselines are tested on the same pool: one of the run's

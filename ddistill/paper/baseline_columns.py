@@ -7,8 +7,10 @@ finished column is saved at once, so a rerun skips it.
 """
 
 import functools
+import itertools
+import os
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from absl import logging
 import jax
@@ -86,18 +88,38 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
   return done
 
 
+def guard_compare(unread: Sequence[str]) -> Callable[[dict], dict]:
+  """What a table's workdir guard compares: its config without its runs
+  (each run's workdir guards it) and without the baseline fields `unread`
+  that the table never read; its configs held them before session 27, and
+  workdirs made then still resume."""
+  def compared(config: dict) -> dict:
+    config = train.without_runs(config)
+    config['baselines'] = {k: v for k, v in config['baselines'].items()
+                           if k not in unread}
+    return config
+
+  return compared
+
+
 def _forget_other_lrs(path: str, distilled_lrs: Optional[np.ndarray]) -> None:
-  """Records in `path` the distilled lrs its columns are computed with;
-  columns computed with others (the distilled run has changed since) are
-  moved aside to `<path>.stale` and computed again: every column's grid has
-  a cell with those lrs, and optimized real may have chosen with it."""
+  """Records in `path` the distilled lrs its columns are computed with.
+
+  Columns computed with other lrs (the distilled run has changed since), or
+  by code that did not record them, are moved aside to `<path>.stale<n>`
+  (the first free n) and computed again: every column's grid has a cell
+  with those lrs, and optimized real may have chosen with it.
+  """
   lrs = (None if distilled_lrs is None else
          [float(v) for v in np.ravel(distilled_lrs)])
   saved = workdir_lib.read_json(path, {})
-  if 'distilled_lrs' in saved and saved['distilled_lrs'] != lrs:
-    logging.warning('%s holds baselines computed with other distilled lrs; '
-                    'moved to %s.stale, computing them again', path, path)
-    workdir_lib.write_json(f'{path}.stale', saved)
+  if saved and saved.get('distilled_lrs', 'unrecorded') != lrs:
+    aside = next(f'{path}.stale{n}' for n in itertools.count(1)
+                 if not os.path.exists(f'{path}.stale{n}'))
+    logging.warning('%s holds baselines computed with other or unrecorded '
+                    'distilled lrs; moved to %s, computing them again', path,
+                    aside)
+    workdir_lib.write_json(aside, saved)
     workdir_lib.write_json(path, {}, indent=None)
   workdir_lib.cached_json(path, lambda: lrs, key='distilled_lrs')
 

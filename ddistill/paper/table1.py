@@ -63,7 +63,7 @@ def run_table1(config: ml_collections.ConfigDict, workdir: str,
     rand = train.run_or_load(ds.random, os.path.join(folder, 'ours_random'))
     distilled_lrs = np.asarray(
         np.load(os.path.join(folder, 'ours_random', 'distilled.npz'))['lrs'])
-    data = train.load_data(ds.random)
+    data, _ = train.load_split_data(ds.random)  # As the runs saw it.
     cells = _baselines(config, ds, data, distilled_lrs,
                        os.path.join(folder, 'baselines.json'))
     results[name] = {'ours_fixed': fixed['test_accuracy'],

@@ -33,8 +33,11 @@ def run_table3(config: ml_collections.ConfigDict, workdir: str,
   """
   config_checks.validate(config, 'table3')
   rows = workdir_lib.names(config.rows)
-  workdir_lib.guard(workdir, config, fresh, compare=train.without_runs,
-                    outputs=(*transfer.SPECS, 'table3.md', 'table3.csv'))
+  workdir_lib.guard(
+      workdir, config, fresh,
+      outputs=(*transfer.SPECS, 'table3.md', 'table3.csv'),
+      compare=baseline_columns.guard_compare(
+          unread=('num_models', 'selection_models')))
   results = {}
   for row in rows:
     folder = os.path.join(workdir, row)
@@ -46,7 +49,7 @@ def run_table3(config: ml_collections.ConfigDict, workdir: str,
     run.data.name = row
     run.distill.pretrained_dir = pool_dir
     ours = train.run_or_load(run, os.path.join(folder, 'ours'))
-    data = train.load_data(run)
+    data, _ = train.load_split_data(run)  # As the run saw it.
     model, _ = train.build_model(run, data.num_classes, data.image_shape)
     apply_fn = train.first_order_apply(run, model)
     pool = pretrained.load_pool(pool_dir, model, data.image_shape)
