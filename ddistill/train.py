@@ -67,7 +67,8 @@ def load_data(config: ml_collections.ConfigDict,
   return data
 
 
-def load_split_data(config: ml_collections.ConfigDict):
+def load_split_data(config: ml_collections.ConfigDict
+                    ) -> tuple[datasets.Dataset, Optional[tuple]]:
   """(load_data's dataset less a validation split of config.data.val_size
   training images, (those images, labels)), or (the dataset, None) without
   a split. The split is held out before ZCA whitening, so that the fit
