@@ -248,15 +248,12 @@ def _baselines(config, knn_metrics: Collection[str] = ()) -> None:
 
 
 def _pools_dir(config) -> None:
+  """Tables 2 and 3 take each row's pool from pools_dir, for our run and
+  the baselines alike: a pool of the run's own would test them apart."""
   if not _text(config, 'pools_dir'):
     raise ConfigError('config.pools_dir is empty: set it to the folder '
                       'holding the pools experiments.pretrain wrote, one '
                       '<pools_dir>/<name>/ each')
-
-
-def _pool_from_pools_dir(config) -> None:
-  """Tables 2 and 3 take each row's pool from pools_dir, for our run and
-  the baselines alike: a pool of the run's own would test them apart."""
   if _text(config, 'run.distill.pretrained_dir'):
     raise ConfigError(
         f'config.run.distill.pretrained_dir = '
@@ -291,7 +288,6 @@ def _table2(config, *,
   """rows: row -> (source, target), ddistill.paper.table2.ROWS."""
   _int(config, 'seed', 0)
   _pools_dir(config)
-  _pool_from_pools_dir(config)
   _run(config, 'run.', pool_filled_in=True)
   for row in _names(config, 'rows', rows):
     _, target = rows[row]
@@ -305,7 +301,6 @@ def _table2(config, *,
 def _table3(config) -> None:
   _int(config, 'seed', 0)
   _pools_dir(config)
-  _pool_from_pools_dir(config)
   _run(config, 'run.', pool_filled_in=True)
   for row in _names(config, 'rows', transfer.SPECS):
     _image_fits(config, 'run.', row, f'row {row!r}')

@@ -73,15 +73,16 @@ def load_split_data(config: ml_collections.ConfigDict
   training images, (those images, labels)), or (the dataset, None) without
   a split. The split is held out before ZCA whitening, so that the fit
   never sees it either."""
-  if not config.data.val_size:
-    return load_data(config), None
-  data, (val_x, val_y) = datasets.hold_out(
-      load_data(config, whiten=False), config.data.val_size,
-      run_keys(config.seed)['validation'])
-  if not config.data.zca:
-    return data, (val_x, val_y)
-  whiten = datasets.zca_transform(data, config.data.zca)
-  return datasets.whitened(data, whiten), (whiten(val_x), val_y)
+  data, val_xy = load_data(config, whiten=False), None
+  if config.data.val_size:
+    data, val_xy = datasets.hold_out(data, config.data.val_size,
+                                     run_keys(config.seed)['validation'])
+  if config.data.zca:
+    whiten = datasets.zca_transform(data, config.data.zca)
+    data = datasets.whitened(data, whiten)
+    if val_xy is not None:
+      val_xy = (whiten(val_xy[0]), val_xy[1])
+  return data, val_xy
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,

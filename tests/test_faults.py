@@ -61,7 +61,7 @@ def small_mnist(mnist):
   """Every run here loads the small slice of MNIST."""
   small = _small(mnist)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(train, 'load_data', lambda config: small)
+    patch.setattr(train, 'load_data', lambda config, whiten=True: small)
     yield small
 
 
@@ -238,8 +238,8 @@ from ddistill import train
 from experiments import mnist
 
 load = train.load_data
-def small(config):
-  d = load(config)
+def small(config, whiten=True):
+  d = load(config, whiten)
   return dataclasses.replace(
       d, train_images=d.train_images[:{TRAIN}],
       train_labels=d.train_labels[:{TRAIN}], test_images=d.test_images[
