@@ -51,6 +51,10 @@ _PROFILE = flags.DEFINE_string('profile_dir', '', 'If set, writes a jax '
                                 'there (TensorBoard or Perfetto); tracing '
                                 'slows that iteration, so use --repeats 3 '
                                 'or more.')
+_REMAT = flags.DEFINE_bool('remat', True, 'Recompute inner steps in the '
+                            'backward pass (distill.remat).')
+_SCAN_UNROLL = flags.DEFINE_integer('scan_unroll', 1, 'Inner scans\' unroll '
+                                    'factor (0 unrolls them fully).')
 _FLOPS = flags.DEFINE_bool('flops', True, 'Count FLOPs (compiles the step '
                            'again, unrolled; slow for large --unroll).')
 
@@ -61,6 +65,7 @@ def setting_config(setting: str, unroll: int, num_inits: int):
   config.model.conv_impl = _CONV.value
   config.model.first_order_conv_impl = _CONV_FIRST.value
   config.real_batch_size = _BATCH.value
+  config.distill.remat = _REMAT.value
   if _EPOCHS.value:
     config.distill.epochs = _EPOCHS.value
   if setting == 'b':
@@ -127,7 +132,8 @@ def main(argv):
   kx, ky, kstep = jax.random.split(jax.random.key(0), 3)
   train_x = jax.random.normal(kx, (num_train, *shape))
   train_y = jax.random.randint(ky, (num_train,), 0, 10)
-  program = train.build_program(config, 10, shape)
+  program = train.build_program(config, 10, shape,
+                                unroll=_SCAN_UNROLL.value or True)
   state = train.initial_state(config, program, train_x, train_y)
   state = {k: v for k, v in state.items() if k != 'step'}
 
