@@ -92,7 +92,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   (`models.inner_conv_impl`)."""
   kernel_init = inits.kernel_initializer(config.model.init,
                                          config.model.init_gain)
-  conv_impl = models.inner_conv_impl(config.model.conv_impl, images_per_step)
+  conv_impl = models.inner_conv_impl(config.model.conv_impl, images_per_step,
+                                     config.model.name)
   model = models.make_model(config.model.name, num_classes, image_shape,
                             kernel_init, conv_impl)
   return model, models.Apply(model)
@@ -102,7 +103,8 @@ def first_order_apply(config: ml_collections.ConfigDict,
                       model) -> models.Apply:
   """`model` for passes differentiated only once: the real batch, evaluation."""
   impl = models.first_order_conv_impl(config.model.first_order_conv_impl,
-                                      config.model.conv_impl)
+                                      config.model.conv_impl,
+                                      config.model.name)
   return models.Apply(model.clone(conv_impl=impl))
 
 

@@ -152,16 +152,20 @@ def test_first_order_conv_on_the_real_batch_gives_the_same_meta_gradient():
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='CPU choice')
-def test_cpu_auto_runs_steps_of_many_images_banded_on_small_layers_only(
+def test_cpu_auto_runs_lenet_in_blocks_from_many_images_and_bands_small_layers(
     monkeypatch):
-  # build_program picks the inner steps' conv by their images per step.
-  for variant, want in (('paper_fixed', 'banded'), ('official_fixed',
-                                                     'matmul')):
+  # 'auto' on CPU: LeNet's inner steps in blocks from 100 images per step,
+  # im2col below; its real batch in blocks; other models 'split'.
+  for variant, want in (('paper_fixed', 'blocks'), ('official_fixed',
+                                                    'matmul')):
     config = mnist_config.get_config(variant)
     program = train.build_program(config, 10, (28, 28, 1),
                                   num_examples=60000)
     assert program.apply_fn.model.conv_impl == want, variant
-  assert models.inner_conv_impl('xla', 1000) == 'xla'  # Asked for: kept.
+    assert program.first_order_apply_fn.model.conv_impl == 'blocks', variant
+  assert models.inner_conv_impl('auto', 1000, 'convnet') == 'auto'
+  assert models.inner_conv_impl('xla', 1000, 'lenet') == 'xla'  # Kept.
+  assert models.first_order_conv_impl('auto', 'auto', 'convnet') == 'split'
   # 'banded' bands LeNet's layers; a layer as wide as AlexCifarNet's first
   # runs as im2col (its band would be mostly zeros), the same conv.
   banded_shapes = []
@@ -244,6 +248,41 @@ def test_max_pool_gradients_match_autodiff_of_max(shape):
                 lambda p: jax.grad(functools.partial(after_step, p))):
     np.testing.assert_allclose(order(layers.max_pool_2x2)(x),
                                order(plain)(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(2, 28, 28, 1), (2, 32, 32, 3)])
+def test_lenet_blocks_match_conv_relu_pool_in_both_derivatives(shape):
+  # Coarsely rounded images and kernel: the ReLU zeroes many windows and
+  # ties many maxima, which must share the gradient as autodiff of max.
+  kx, kk, kp = jax.random.split(jax.random.key(4), 3)
+  x = jnp.round(jax.random.normal(kx, shape))
+  init = inits.kernel_initializer('xavier_normal')
+  lenet = lambda impl: models.make_model('lenet', 10, shape[1:], init, impl)
+  params = lenet('xla').init(kp, x)['params']
+  params = jax.tree.map(lambda p: jnp.round(p * 4) / 4, params)
+  apply = {impl: models.Apply(lenet(impl)) for impl in ('xla', 'blocks')}
+  np.testing.assert_allclose(apply['blocks'](params, x),
+                             apply['xla'](params, x), rtol=1e-5, atol=1e-5)
+  w = jax.random.normal(kk, (shape[0], 10))
+
+  def after_step(f, x):
+    # The meta-gradient's second order: a loss after one step on x.
+    g = jax.grad(lambda p: jnp.sum(w * f(p, x)**2))(params)
+    stepped = jax.tree.map(lambda p, g: p - 0.01 * g, params, g)
+    return jnp.sum(jnp.sin(f(stepped, x)))
+
+  first = {k: jax.grad(lambda x: jnp.sum(w * f(params, x)**2))(x)
+           for k, f in apply.items()}
+  second = {k: jax.grad(functools.partial(after_step, f))(x)
+            for k, f in apply.items()}
+  for got in (first, second):
+    scale = float(jnp.abs(got['xla']).max())
+    assert scale > 0
+    np.testing.assert_allclose(got['blocks'], got['xla'], rtol=1e-4,
+                               atol=1e-5 * scale)
+  layer = layers.ConvReluPoolBlocks(6, 5, 4, init)
+  with pytest.raises(ValueError, match='blocks of 4 pixels'):
+    layer.init(kp, jnp.zeros((1, 8, 8, 20)))  # 20 is not 4 * 4 * C.
 
 
 # AlexCifarNet's plain path is the im2col matmul: XLA's CPU conv gradients

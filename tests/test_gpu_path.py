@@ -27,7 +27,7 @@ def _meta_step(choice, x, y, num_inits=4):
   """Loss and meta-gradients of one outer iteration under `choice`."""
   inner = _model(choice['conv_impl'])
   first = inner.clone(conv_impl=models.first_order_conv_impl(
-      choice['first_order'], choice['conv_impl']))
+      choice['first_order'], choice['conv_impl'], 'lenet'))
   keys = jax.random.split(jax.random.key(0), 2)
   params0_I = inits.sample_params(inner, keys[0], num_inits, (28, 28, 1))
   labels = distill.distilled_labels(1, 10, 2)
@@ -67,7 +67,7 @@ def test_gpu_chunks_of_models_give_the_cpu_accuracies(mnist):
   accs = {}
   # The conv paths are compared above; here only the batching of models
   # differs (XLA's convs under vmap are grouped convs, slow on CPU).
-  model = _model(models.first_order_conv_impl('auto', 'auto'))
+  model = _model(models.first_order_conv_impl('auto', 'auto', 'lenet'))
   for name, per_batch in (('gpu', 16), ('cpu', None)):
     params0_M = inits.sample_params(model, jax.random.key(1), 18, (28, 28, 1))
     apply_fn = models.Apply(model)

@@ -23,18 +23,20 @@ class ModelSpec:
   module: type  # A flax Module class.
   sizes: Optional[tuple[int, ...]] = None  # Square sizes taken; None: any.
   min_size: int = 1  # Smallest height and width taken.
+  blocks: bool = False  # Has its own path for conv_impl 'blocks'.
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register(name: str, module: type, sizes: Optional[tuple[int, ...]] = None,
-             min_size: int = 1) -> None:
-  """Makes `name` usable as `config.model.name`."""
-  MODELS[name] = ModelSpec(module, sizes, min_size)
+             min_size: int = 1, blocks: bool = False) -> None:
+  """Makes `name` usable as `config.model.name`; blocks: the module has its
+  own path for conv_impl 'blocks' (`layers.conv_relu_pool_blocks`)."""
+  MODELS[name] = ModelSpec(module, sizes, min_size, blocks)
 
 
-register('lenet', nets.LeNet, sizes=(28, 32))
+register('lenet', nets.LeNet, sizes=(28, 32), blocks=True)
 register('alexcifarnet', nets.AlexCifarNet, sizes=(32,))
 register('mlp', nets.MLP)
 register('resnet18_gn', resnet.ResNet18GN)
@@ -55,35 +57,43 @@ class Apply:
     return self.model.apply({'params': params}, x_BxHxWxC)
 
 
+def _has_blocks(name: str) -> bool:
+  return name in MODELS and MODELS[name].blocks
+
+
 def default_conv_impl() -> str:
   """'matmul' on CPU (faster there), XLA's own convolutions elsewhere."""
   return 'matmul' if jax.default_backend() == 'cpu' else 'xla'
 
 
-# From this many images per GD step, CPU's 'auto' runs the inner steps
-# banded: faster at 100 images per step, not at 10 (benchmarks/README.md).
-BANDED_FROM_IMAGES = 100
+# From this many images per GD step, CPU's 'auto' runs a model with blocks
+# (LeNet) on them. Below it, im2col: blocks are faster there too, but they
+# break a flat region's exact ties by rounding, in an order set by the
+# matmul's shape, so a run's updates of such pixels would depend on the
+# inits per device (benchmarks/README.md, session 28).
+BLOCKS_FROM_IMAGES = 100
 
 
-def inner_conv_impl(impl: str, images_per_step: int) -> str:
-  """The conv for the inner GD steps. 'auto' on CPU: 'banded' from
-  `BANDED_FROM_IMAGES` images per step (small layers only: `layers.Conv`);
-  otherwise `impl`, which `make_model` resolves (`default_conv_impl`)."""
+def inner_conv_impl(impl: str, images_per_step: int, name: str) -> str:
+  """The conv for the inner GD steps of model `name`. 'auto' on CPU:
+  'blocks' for a model that has them, from `BLOCKS_FROM_IMAGES` images per
+  step; otherwise `impl`, which `make_model` resolves (`default_conv_impl`)."""
   if (impl == 'auto' and jax.default_backend() == 'cpu'
-      and images_per_step >= BANDED_FROM_IMAGES):
-    return 'banded'
+      and images_per_step >= BLOCKS_FROM_IMAGES and _has_blocks(name)):
+    return 'blocks'
   return impl
 
 
-def first_order_conv_impl(impl: str, conv_impl: str) -> str:
-  """The conv for passes differentiated once; 'auto': 'split' on CPU.
-
-  conv_impl: the one the inner steps use, kept on other backends.
+def first_order_conv_impl(impl: str, conv_impl: str, name: str = '') -> str:
+  """The conv for passes differentiated once (the real batch, evaluation,
+  pretraining). 'auto' on CPU: 'blocks' for a model that has them (its
+  weight gradients do not depend on how ties break: tied positions see the
+  same window), else 'split'; elsewhere the inner steps' `conv_impl`.
   """
   if impl != 'auto':
     return impl
   if jax.default_backend() == 'cpu':
-    return 'split'
+    return 'blocks' if _has_blocks(name) else 'split'
   return default_conv_impl() if conv_impl == 'auto' else conv_impl
 
 
@@ -91,7 +101,7 @@ def make_model(name: str, num_classes: int, image_shape: tuple[int, ...],
                kernel_init: Initializer, conv_impl: str = 'auto') -> nn.Module:
   """Builds model `name`, checking it can take images of `image_shape`.
 
-  conv_impl: 'xla', 'matmul', or 'auto' (see `default_conv_impl`).
+  conv_impl: one of `layers.CONV_IMPLS`, or 'auto' (`default_conv_impl`).
   """
   if conv_impl == 'auto':
     conv_impl = default_conv_impl()

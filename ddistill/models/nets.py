@@ -6,13 +6,21 @@ stochastic or stateful, and the paper disables them.
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from ddistill.models.layers import Conv, Initializer, local_response_norm
-from ddistill.models.layers import max_pool_2x2
+from ddistill.models.layers import Conv, ConvReluPoolBlocks, Initializer
+from ddistill.models.layers import local_response_norm, max_pool_2x2
+from ddistill.models.layers import space_to_depth
 
 
 class LeNet(nn.Module):
-  """LeNet-5 with ReLU and max-pooling; takes 28x28 (padded) or 32x32."""
+  """LeNet-5 with ReLU and max-pooling; takes 28x28 (padded) or 32x32.
+
+  conv_impl 'blocks' runs each conv-ReLU-pool on pixel blocks
+  (`layers.conv_relu_pool_blocks`): the 32x32 input as 4x4 blocks, pooled
+  to the 14x14 map in the 2x2 blocks the second layer reads, pooled to the
+  5x5 map itself. Same parameters, same function.
+  """
   num_classes: int
   kernel_init: Initializer = nn.initializers.lecun_normal()
   conv_impl: str = 'xla'
@@ -22,8 +30,14 @@ class LeNet(nn.Module):
     dense = lambda n: nn.Dense(n, kernel_init=self.kernel_init)
     conv = lambda n, pad: Conv(n, 5, pad, self.kernel_init, self.conv_impl)
     pad = 2 if x_BxHxWxC.shape[1] == 28 else 0
-    x = max_pool_2x2(nn.relu(conv(6, pad)(x_BxHxWxC)))
-    x = max_pool_2x2(nn.relu(conv(16, 0)(x)))
+    if self.conv_impl == 'blocks':
+      x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+      x = ConvReluPoolBlocks(6, 5, 4, self.kernel_init, name='Conv_0')(
+          space_to_depth(x, 4))  # [B, 7, 7, 2 * 2 * 6]
+      x = ConvReluPoolBlocks(16, 5, 2, self.kernel_init, name='Conv_1')(x)
+    else:
+      x = max_pool_2x2(nn.relu(conv(6, pad)(x_BxHxWxC)))
+      x = max_pool_2x2(nn.relu(conv(16, 0)(x)))
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(dense(120)(x))
     x = nn.relu(dense(84)(x))
