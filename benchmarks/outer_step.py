@@ -38,10 +38,11 @@ _INITS = flags.DEFINE_integer('inits', 4, 'Inits per iteration in setting b.')
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed iterations.')
 _BATCHING = flags.DEFINE_string('batching', 'auto', 'auto | vmap | map.')
 _CONV = flags.DEFINE_string('conv_impl', 'auto',
-                            'Inner steps: auto | xla | matmul | banded | split.')
+                            'Inner steps: auto | xla | matmul | banded | '
+                            'split | blocks.')
 _CONV_FIRST = flags.DEFINE_string('first_order_conv_impl', 'auto',
                                   'Real batch: auto | xla | matmul | banded | '
-                                  'split.')
+                                  'split | blocks.')
 _BATCH = flags.DEFINE_integer('real_batch_size', 1024, 'Real images per '
                               'iteration (smaller for smoke runs).')
 _EPOCHS = flags.DEFINE_integer('epochs', 0, 'Passes over the steps in '

@@ -39,7 +39,7 @@ def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
   config.model.name = 'lenet'  # lenet | alexcifarnet | mlp.
   config.model.init = 'xavier_normal'  # xavier_normal | xavier_uniform | kaiming | orthogonal.
   config.model.init_gain = 1.0  # Scale of the initialization.
-  config.model.conv_impl = 'auto'  # Inner GD steps: auto (fastest measured per backend, model and step size) | xla | matmul | banded | split | blocks.
+  config.model.conv_impl = 'auto'  # Inner GD steps: auto (per backend, model and step size: docs/running.md) | xla | matmul | banded | split | blocks.
   config.model.first_order_conv_impl = 'auto'  # Real batch and evaluation (differentiated once): auto (CPU: blocks for LeNet, else split) | same choices.
 
   config.distill = ml_collections.ConfigDict()

@@ -129,7 +129,7 @@ def test_meta_grads_match_official(golden, net, conv_impl):
     # The real batch goes through the first-order apply, as train.py builds
     # it (models.first_order_conv_impl), here with the same implementation.
     real_model = model.clone(
-        conv_impl=models.first_order_conv_impl(conv_impl, conv_impl))
+        conv_impl=models.first_order_conv_impl(conv_impl, conv_impl, net))
     loss, grads = _loss_and_meta_grads(
         distilled, params0, real_x, real_y, labels_SxN,
         apply_fn=models.Apply(model), real_apply_fn=models.Apply(real_model))

@@ -67,10 +67,11 @@ def default_conv_impl() -> str:
 
 
 # From this many images per GD step, CPU's 'auto' runs a model with blocks
-# (LeNet) on them. Below it, im2col: blocks are faster there too, but they
-# break a flat region's exact ties by rounding, in an order set by the
-# matmul's shape, so a run's updates of such pixels would depend on the
-# inits per device (benchmarks/README.md, session 28).
+# (LeNet) on them, as it ran `banded` before. Both break a flat region's
+# exact ties by rounding, in an order set by the matmul's shape, so a run's
+# updates of such pixels can depend on the inits per device; below this,
+# im2col keeps the ties exact, and such runs match across device counts
+# (benchmarks/README.md, session 28).
 BLOCKS_FROM_IMAGES = 100
 
 
@@ -84,11 +85,12 @@ def inner_conv_impl(impl: str, images_per_step: int, name: str) -> str:
   return impl
 
 
-def first_order_conv_impl(impl: str, conv_impl: str, name: str = '') -> str:
-  """The conv for passes differentiated once (the real batch, evaluation,
-  pretraining). 'auto' on CPU: 'blocks' for a model that has them (its
-  weight gradients do not depend on how ties break: tied positions see the
-  same window), else 'split'; elsewhere the inner steps' `conv_impl`.
+def first_order_conv_impl(impl: str, conv_impl: str, name: str) -> str:
+  """The conv for passes differentiated once (the real batch, evaluation)
+  of model `name`. 'auto' on CPU: 'blocks' for a model that has them (its
+  weight gradients do not depend, up to rounding, on how ties break: tied
+  positions see the same window), else 'split'; elsewhere the inner steps'
+  `conv_impl`.
   """
   if impl != 'auto':
     return impl

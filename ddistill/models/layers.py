@@ -223,6 +223,9 @@ def space_to_depth(x_BxHxWxC: jax.Array, block: int) -> jax.Array:
   block x block square of pixels becomes one pixel, its channels ordered
   (row, column, channel)."""
   b, h, w, c = x_BxHxWxC.shape
+  if h % block or w % block:
+    raise ValueError(f'space_to_depth: {h}x{w} is not a whole number of '
+                     f'{block}x{block} blocks')
   x = x_BxHxWxC.reshape(b, h // block, block, w // block, block, c)
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // block, w // block,
                                                 block * block * c)
@@ -233,8 +236,10 @@ def block_conv_kernel(kernel_KxKxCxO: jax.Array, block: int) -> jax.Array:
   block x block output pixels reads to those pixels: [span^2 * block^2 * C,
   block^2 * O], with span = ceil((block + K - 1) / block) blocks each way.
 
-  Columns are ordered (di, dj, a, b, o) for output pixel (2a + di, 2b + dj),
-  so the tile's 2x2 max-pool is a max over four contiguous column groups.
+  Rows are ordered (block row, block column, pixel row, pixel column,
+  channel), as `conv_relu_pool_blocks` lays out its patches. Columns are
+  ordered (di, dj, a, b, o) for output pixel (2a + di, 2b + dj), so the
+  tile's 2x2 max-pool is a max over four contiguous column groups.
   """
   k, _, c, o = kernel_KxKxCxO.shape
   span = -(-(block + k - 1) // block)
@@ -244,7 +249,9 @@ def block_conv_kernel(kernel_KxKxCxO: jax.Array, block: int) -> jax.Array:
   # reaches the tile's output pixel t through kernel tap i.
   taps = (block * n + p - t == i).astype(np.float32).reshape(
       span, block, half, 2, k)
-  w = jnp.einsum('xpadk,yqbel,klco->xypqcdeabo', taps, taps, kernel_KxKxCxO)
+  # Each entry is one kernel value or 0: exact at full precision.
+  w = jnp.einsum('xpadk,yqbel,klco->xypqcdeabo', taps, taps, kernel_KxKxCxO,
+                 precision=jax.lax.Precision.HIGHEST)
   return w.reshape(span * span * block * block * c, block * block * o)
 
 
@@ -267,7 +274,8 @@ def conv_relu_pool_blocks(x_BxGxGxD: jax.Array, kernel_KxKxCxO: jax.Array,
   k, _, c, o = kernel_KxKxCxO.shape
   b, g, _, d = x_BxGxGxD.shape
   span = -(-(block + k - 1) // block)
-  if d != block * block * c or block % 2 or (span - 1) * block > k - 1:
+  # (k - 1) % block: the last tiles' windows would run past the input.
+  if d != block * block * c or block % 2 or (k - 1) % block:
     raise ValueError(f'conv_relu_pool_blocks: blocks of {block} pixels '
                      f'cannot carry a {k}x{k} kernel over {c} channels from '
                      f'input {x_BxGxGxD.shape}')
@@ -282,8 +290,8 @@ def conv_relu_pool_blocks(x_BxGxGxD: jax.Array, kernel_KxKxCxO: jax.Array,
 
 
 @jax.custom_vjp
-def _max_of_four(x_Rx4xD: jax.Array) -> jax.Array:
-  return x_Rx4xD.max(axis=-2)
+def _max_of_four(x_BxGxGx4xD: jax.Array) -> jax.Array:
+  return x_BxGxGx4xD.max(axis=-2)
 
 
 def _max_of_four_fwd(x):
