@@ -231,10 +231,16 @@ def space_to_depth(x_BxHxWxC: jax.Array, block: int) -> jax.Array:
                                                 block * block * c)
 
 
+def _blocks_read(block: int, k: int) -> int:
+  """How many blocks each way a tile of block x block outputs of a k x k
+  stride-1 conv reads: ceil((block + k - 1) / block)."""
+  return -(-(block + k - 1) // block)
+
+
 def block_conv_kernel(kernel_KxKxCxO: jax.Array, block: int) -> jax.Array:
   """A stride-1 conv's kernel as one matrix from the input blocks a tile of
   block x block output pixels reads to those pixels: [span^2 * block^2 * C,
-  block^2 * O], with span = ceil((block + K - 1) / block) blocks each way.
+  block^2 * O], with span = `_blocks_read(block, K)` blocks each way.
 
   Rows are ordered (block row, block column, pixel row, pixel column,
   channel), as `conv_relu_pool_blocks` lays out its patches. Columns are
@@ -242,7 +248,7 @@ def block_conv_kernel(kernel_KxKxCxO: jax.Array, block: int) -> jax.Array:
   tile's 2x2 max-pool is a max over four contiguous column groups.
   """
   k, _, c, o = kernel_KxKxCxO.shape
-  span = -(-(block + k - 1) // block)
+  span = _blocks_read(block, k)
   half = block // 2
   n, p, t, i = np.ogrid[:span, :block, :block, :k]
   # taps[n, p, t, i] = 1 where pixel p of the n-th block a tile reads
@@ -273,7 +279,7 @@ def conv_relu_pool_blocks(x_BxGxGxD: jax.Array, kernel_KxKxCxO: jax.Array,
   """
   k, _, c, o = kernel_KxKxCxO.shape
   b, g, _, d = x_BxGxGxD.shape
-  span = -(-(block + k - 1) // block)
+  span = _blocks_read(block, k)
   # (k - 1) % block: the last tiles' windows would run past the input.
   if d != block * block * c or block % 2 or (k - 1) % block:
     raise ValueError(f'conv_relu_pool_blocks: blocks of {block} pixels '
