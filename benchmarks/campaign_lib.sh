@@ -69,6 +69,8 @@ stage() {
     exit 75
   fi
   echo "campaign: stage $name ($budget s left in this call)"
+  # On SIGTERM a distillation run saves the iteration in progress and ends
+  # (ddistill/preemption.py); whatever is still running 20 s later is killed.
   timeout --signal=TERM --kill-after=20 "$budget" "$@" \
     > "$WORKDIR/logs/$name.log" 2>&1
   local rc=$?

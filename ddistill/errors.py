@@ -22,3 +22,8 @@ class CheckpointError(UserError, RuntimeError):
 
 class WorkdirConflict(UserError, RuntimeError):
   """The workdir holds results made with a different config."""
+
+
+class Stopped(Exception):
+  """The run was told to stop (SIGTERM) and saved a checkpoint to resume
+  from; not an error, so not a UserError."""

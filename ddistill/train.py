@@ -4,7 +4,8 @@ Writes to the workdir: config.json, metrics.jsonl, checkpoints/ (resumed from
 when the same command is run again, or extended with a larger
 num_iterations; a damaged checkpoint is moved aside and the one before it
 used), distilled.npz, distilled.png and results.json (each written whole or
-not at all, see atomic_files).
+not at all, see atomic_files). SIGTERM saves the iteration in progress and
+stops the run (preemption.py).
 """
 
 import dataclasses
@@ -33,6 +34,7 @@ from ddistill import export
 from ddistill import inits
 from ddistill import metrics
 from ddistill import models
+from ddistill import preemption
 from ddistill import pretrained
 from ddistill import real_batches
 from ddistill import sharding
@@ -479,30 +481,40 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
            program: Program, train_xy, state: dict, mngr, writer,
            evaluate_now: Callable[[dict], dict]) -> dict:
   """The outer iterations from the state's step to config.num_iterations,
-  logged, evaluated and checkpointed as the config says."""
+  logged, evaluated and checkpointed as the config says. On SIGTERM the
+  iteration in progress is finished and saved, then errors.Stopped."""
   keys, rep = run_keys(config.seed), sharding.replicated(program.mesh)
   start = int(state['step'])
   progress = tqdm.tqdm(total=config.num_iterations, initial=start,
                        desc='distill', unit='it', dynamic_ncols=True,
                        disable=jax.process_index() != 0)
   t_last, it_last = time.time(), start
-  for it in range(start, config.num_iterations):
-    state, m = outer_iteration(program, state, train_xy, keys, it, rep)
-    values = _finite(m, it, mngr)
-    progress.update(1)
-    done = it + 1
-    logged, evaluated = due(config, done)
-    if logged:
-      values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
-      _log(workdir, writer, state, done, values,
-           evaluate_now if evaluated else None)
-      if on_grid(config, done):  # The last set's turn comes in _finish.
-        state = _keep_best(state, values)
-      t_last, it_last = time.time(), done  # Evaluation time not counted.
-      progress.set_postfix({k: f'{v:.4g}' for k, v in values.items() if k in
-                            ('loss', 'test_accuracy')})
-    if done % config.checkpoint_every == 0 or done == config.num_iterations:
-      checkpoints.save(mngr, done, state)
+  with preemption.Watch() as watch:
+    for it in range(start, config.num_iterations):
+      state, m = outer_iteration(program, state, train_xy, keys, it, rep)
+      values = _finite(m, it, mngr)
+      progress.update(1)
+      done = it + 1
+      logged, evaluated = due(config, done)
+      if logged:
+        values['sec_per_iter'] = (time.time() - t_last) / (done - it_last)
+        _log(workdir, writer, state, done, values,
+             evaluate_now if evaluated else None)
+        if on_grid(config, done):  # The last set's turn comes in _finish.
+          state = _keep_best(state, values)
+        t_last, it_last = time.time(), done  # Evaluation time not counted.
+        progress.set_postfix({k: f'{v:.4g}' for k, v in values.items()
+                              if k in ('loss', 'test_accuracy')})
+      stop = watch.requested(mngr, done)
+      if (stop or done % config.checkpoint_every == 0 or
+          done == config.num_iterations):
+        checkpoints.save(mngr, done, state)
+      if stop and done < config.num_iterations:
+        progress.close()
+        raise errors.Stopped(
+            f'stopped on request (SIGTERM) after iteration {done} of '
+            f'{config.num_iterations}, saved in {mngr.directory}; the same '
+            'command resumes from there')
   progress.close()
   return state
 

@@ -18,10 +18,12 @@ function to `run`:
 dropped), joins a multi-process run under --distributed, and ends on a
 problem the user can fix (a bad flag or config, missing or broken data, a
 workdir of another run, a full disk) with one line, `error: ...`, and exit
-status 2. --traceback shows the whole traceback instead.
+status 2. --traceback shows the whole traceback instead. A run stopped by
+SIGTERM (checkpoint saved) ends with one line, `stopped: ...`, status 143.
 """
 
 import logging as std_logging
+import signal
 import sys
 from typing import Callable, NamedTuple, Optional
 
@@ -37,6 +39,8 @@ from ddistill import errors
 # writing).
 USER_ERRORS = (errors.UserError, OSError)
 USER_ERROR_STATUS = 2
+# The shell's status for a process ended by SIGTERM, which is what asked.
+STOPPED_STATUS = 128 + signal.SIGTERM
 
 
 class Flags(NamedTuple):
@@ -122,6 +126,9 @@ def _one_line_errors(main: Callable[[list[str]], None]):
       if FLAGS.traceback:
         raise
       _error(str(e))
+    except errors.Stopped as e:
+      print(f'stopped: {e}', file=sys.stderr)
+      sys.exit(STOPPED_STATUS)
 
   return wrapped
 

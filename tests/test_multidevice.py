@@ -1,13 +1,17 @@
-"""The same run on 1 device and on 2 processes of 4 fake CPU devices agrees.
+"""The same run on 1 device and on 2 processes of 4 fake CPU devices agrees;
+SIGTERM to one process stops both at the same saved iteration.
 
 Six inits per iteration over the 8 devices: two padding inits, and the
 collectives cross processes.
 """
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -74,3 +78,46 @@ def test_two_processes_of_four_devices_match_one_device(tmp_path, mnist):
   np.testing.assert_allclose(multi.images, reference.images, rtol=1e-4,
                              atol=1e-5)
   np.testing.assert_allclose(multi.lrs, reference.lrs, rtol=1e-5)
+
+
+def test_sigterm_to_one_process_stops_both_at_one_saved_step(tmp_path, mnist):
+  """jax's preemption sync: the signalled process tells the other, and both
+  save the same iteration and end."""
+  del mnist  # Only needs $DDISTILL_DATA_DIR.
+  two = str(tmp_path / 'two')
+  port, logs = _free_port(), [tmp_path / f'p{i}.log' for i in range(2)]
+  procs = []
+  for i in range(2):
+    with open(logs[i], 'w') as err:  # A file: a pipe unread could fill.
+      procs.append(subprocess.Popen(
+          _command(two, '--distributed',
+                   f'--coordinator_address=127.0.0.1:{port}',
+                   '--num_processes=2', f'--process_id={i}',
+                   '--config.num_iterations=40',
+                   '--config.checkpoint_every=1000'),
+          cwd=REPO, env=_env(4, cache=False), stdout=subprocess.DEVNULL,
+          stderr=err))
+  metrics = os.path.join(two, 'metrics.jsonl')
+  deadline = time.time() + 400
+  while time.time() < deadline and not _logged(metrics, 3):
+    assert all(p.poll() is None for p in procs), 'a process ended early'
+    time.sleep(0.1)
+  procs[1].send_signal(signal.SIGTERM)
+  for p in procs:
+    p.wait(timeout=300)
+  lines = [log.read_text().strip().splitlines()[-1] for log in logs]
+  assert [p.returncode for p in procs] == [143, 143], lines
+  steps = os.listdir(os.path.join(two, 'checkpoints'))
+  assert len(steps) == 1 and 3 <= int(steps[0]) < 40, steps
+  for line in lines:
+    assert line.startswith('stopped: stopped on request (SIGTERM) after '
+                           f'iteration {steps[0]} of 40'), line
+
+
+def _logged(metrics, step):
+  """Whether the metrics.jsonl at `metrics` has a line of `step` or later."""
+  if not os.path.exists(metrics):
+    return False
+  with open(metrics) as f:
+    return any(json.loads(line)['step'] >= step for line in f
+               if line.endswith('\n'))
