@@ -289,7 +289,11 @@ def conv_relu_pool_blocks(x_BxGxGxD: jax.Array, kernel_KxKxCxO: jax.Array,
   patches = jnp.concatenate([x_BxGxGxD[:, i:i + g_out, j:j + g_out]
                              for i in range(span) for j in range(span)], -1)
   half = block // 2
-  y = patches @ block_conv_kernel(kernel_KxKxCxO, block)
+  # As one 2-D matmul: on CPU, XLA differentiates it with fewer transposing
+  # copies than [B, G', G', D'] @ [D', N] (measured in benchmarks/README.md;
+  # im2col's matmul was not faster so).
+  y = patches.reshape(-1, patches.shape[-1]) @ block_conv_kernel(
+      kernel_KxKxCxO, block)
   y = y.reshape(b, g_out, g_out, 4, half * half, o) + bias_O
   y = jax.nn.relu(y).reshape(b, g_out, g_out, 4, half * half * o)
   return _max_of_four(y)
