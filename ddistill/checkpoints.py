@@ -63,7 +63,7 @@ def restore_latest(mngr: ocp.CheckpointManager,
     except Exception as e:  # pylint: disable=broad-except
       # Any failure, whatever layer of orbax or tensorstore reports it: the
       # checkpoint is moved aside, never deleted, so nothing is lost.
-      _quiet_reads_left_in_flight()
+      quiet_reads_left_in_flight()
       moved.append(_move_aside(mngr, step, e))
       continue
     if moved:
@@ -95,7 +95,7 @@ def _move_aside(mngr: ocp.CheckpointManager, step: int,
   return os.path.basename(aside)
 
 
-def _quiet_reads_left_in_flight() -> None:
+def quiet_reads_left_in_flight() -> None:
   """Drops the reports of reads that a failed restore left running.
 
   Orbax closes its event loop as soon as one read fails; tensorstore then

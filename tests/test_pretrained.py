@@ -140,7 +140,8 @@ def test_distilling_from_a_pool_trains_on_train_nets_reports_heldout(
 
 
 def test_pool_nets_draw_keys_apart_from_runs_of_the_same_seed(mnist,
-                                                              monkeypatch):
+                                                              monkeypatch,
+                                                              tmp_path):
   """Pools are made beside runs and tables of the same seed (Table 2): in
   JAX split(key, n)[i] is fold_in(key, i), so chunk keys folded from the
   seed's root were the runs' streams."""
@@ -163,9 +164,57 @@ def test_pool_nets_draw_keys_apart_from_runs_of_the_same_seed(mnist,
   monkeypatch.setattr(pretrained, 'pretrain', record)
   monkeypatch.setattr(train, 'load_data', lambda _: mnist)
   with pytest.raises(Enough):
-    pretraining.pool_from_training(config, '')
+    pretraining.pool_from_training(config, str(tmp_path))
   as_tuple = lambda k: tuple(np.asarray(jax.random.key_data(k)).ravel())
   runs = train.run_keys(config.seed)
   taken = {as_tuple(k) for name, k in runs.items() if name != 'pool'}
   assert len({as_tuple(k) for k in chunk_keys}) == 12
   assert not taken & {as_tuple(k) for k in chunk_keys}
+
+
+def test_killed_pretraining_resumes_at_its_chunk(mnist, monkeypatch,
+                                                 tmp_path):
+  """Each chunk of nets is saved as it is trained: a run killed during a
+  chunk trains only the chunks not saved, a damaged saved chunk again, and
+  the pool is the one an uninterrupted run makes."""
+  from configs import pretrain as pretrain_config  # pylint: disable=g-import-not-at-top
+  from ddistill.paper import pretraining  # pylint: disable=g-import-not-at-top
+  config = pretrain_config.get_config('mnist')
+  config.num_train, config.num_heldout, config.nets_per_chunk = 2, 2, 1
+  config.epochs, config.batch_size = 1, 256
+  small = dataclasses.replace(mnist, train_images=mnist.train_images[:1024],
+                              train_labels=mnist.train_labels[:1024])
+  monkeypatch.setattr(train, 'load_data', lambda _: small)
+  real, trained = pretrained.pretrain, []
+
+  class Killed(Exception):
+    pass
+
+  def counted(*args, kill_at=None, **kwargs):
+    trained.append(args[1])
+    if len(trained) == kill_at:
+      raise Killed
+    return real(*args, **kwargs)
+
+  whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
+  pretraining.run_pretrain(config, whole)
+  monkeypatch.setattr(pretrained, 'pretrain',
+                      lambda *a, **k: counted(*a, kill_at=3, **k))
+  with pytest.raises(Killed):
+    pretraining.run_pretrain(config, killed)
+  chunks = tmp_path / 'killed' / 'chunks'
+  assert sorted(p.name for p in chunks.iterdir()) == ['0', '1']
+  # Damage chunk 1: its largest file cut to half.
+  largest = max((p for p in (chunks / '1').rglob('*') if p.is_file()),
+                key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[:largest.stat().st_size // 2])
+  trained.clear()
+  monkeypatch.setattr(pretrained, 'pretrain', counted)
+  pretraining.run_pretrain(config, killed)
+  assert len(trained) == 3  # Chunks 1 (damaged), 2 and 3.
+  assert not chunks.exists()
+  model = _lenet()
+  a = pretrained.load_pool(whole, model, (28, 28, 1))
+  b = pretrained.load_pool(killed, model, (28, 28, 1))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)

@@ -6,12 +6,16 @@ backbone and gets its own fresh classifier for the target's classes.
 """
 
 import os
+import shutil
 import time
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
+from ddistill import checkpoints
 from ddistill import config_checks
 from ddistill.models import alexnet
 from ddistill import evaluate
@@ -42,7 +46,8 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return info
 
 
-POOL_OUTPUTS = ('params', 'info.json')
+# chunks/: the nets trained so far, until the pool is saved.
+POOL_OUTPUTS = ('params', 'info.json', 'chunks')
 
 
 def run_pretrain(config: ml_collections.ConfigDict, workdir: str,
@@ -73,7 +78,7 @@ def pool_from_training(config: ml_collections.ConfigDict,
   root = train.run_keys(config.seed)['pool']
   for i, first in enumerate(range(0, total, config.nets_per_chunk)):
     n = min(config.nets_per_chunk, total - first)
-    chunks.append(jax.device_get(pretrained.pretrain(
+    chunks.append(_chunk(workdir, i, lambda i=i, n=n: pretrained.pretrain(
         model, jax.random.fold_in(root, i), data.train_images,
         data.train_labels, n, config.epochs, config.batch_size,
         config.optim.lr, config.optim.decay_every, config.optim.decay_factor,
@@ -87,5 +92,29 @@ def pool_from_training(config: ml_collections.ConfigDict,
     accs = evaluate.accuracy(apply_fn, params, data.test_images,
                              data.test_labels)
     info['test_accuracy'][split] = evaluate.summarize(accs)
+  # A pool saved without its info.json (a kill between the two): the same
+  # nets, trained again from the chunks; replaced.
+  shutil.rmtree(os.path.join(workdir, 'params'), ignore_errors=True)
   pretrained.save_pool(workdir, pool, info)
+  shutil.rmtree(os.path.join(workdir, 'chunks'), ignore_errors=True)
   return info
+
+
+def _chunk(workdir: str, i: int, train_chunk) -> dict:
+  """Chunk `i` of the pool's nets: read back from chunks/<i> if an earlier
+  run of this workdir saved it, else `train_chunk()`, saved there, so that a
+  killed run resumes at the chunk it was training."""
+  path = os.path.join(os.path.abspath(workdir), 'chunks', str(i))
+  with ocp.StandardCheckpointer() as ckpt:
+    if os.path.isdir(path):
+      try:
+        return ckpt.restore(path)
+      except Exception as e:  # pylint: disable=broad-except
+        # Any damage, whatever layer reports it: trained again.
+        checkpoints.quiet_reads_left_in_flight()
+        logging.warning('Pretrained chunk %s does not restore (%s); '
+                        'training it again.', path, str(e).splitlines()[0])
+        shutil.rmtree(path)
+    nets = jax.device_get(train_chunk())
+    ckpt.save(path, nets)
+  return nets
