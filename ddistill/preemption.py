@@ -1,14 +1,17 @@
-"""A clean stop on SIGTERM: the iteration in progress finishes, its
-checkpoint is saved, and the run ends with `errors.Stopped`.
+"""A clean stop on SIGTERM during a run's outer iterations: the iteration in
+progress finishes, its checkpoint is saved, and the run ends with
+`errors.Stopped`. Elsewhere (loading, the final evaluation) SIGTERM acts as
+it would without this.
 
 Schedulers (SLURM, Kubernetes, TPU VMs, `timeout`, the GPU campaign's
 budget) send SIGTERM some seconds before they kill. Without this, a killed
 run loses every iteration since its last periodic checkpoint.
 
 In one process, `Watch` turns the signal into a flag that the training loop
-reads between iterations. In a multi-process run, jax.distributed's
-preemption sync manager owns SIGTERM and picks one step at which every
-process saves; orbax's `reached_preemption` reports it.
+reads between iterations; a second SIGTERM kills as before. In a
+multi-process run, jax.distributed's preemption sync manager owns SIGTERM
+(every one, for the whole run) and picks one step at which every process
+saves; orbax's `reached_preemption` reports it.
 """
 
 import signal
@@ -45,11 +48,13 @@ class Watch:
     self._restore()  # A second SIGTERM acts as it would have without us.
 
   def _restore(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    # Taken before it is put back: a signal between the two finds None.
+    previous, self._previous = self._previous, None
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
 
   def requested(self, mngr: ocp.CheckpointManager, step: int) -> bool:
-    """Whether to save `step` now and stop. Every process of a run calls
-    this at every step (orbax's preemption sync needs all of them)."""
+    """Whether to stop at `step` (saved). Every process of a run calls this
+    at the step it starts from and at every step after (jax's preemption
+    sync counts from the first step it is told of)."""
     return mngr.reached_preemption(step) or self._signalled

@@ -490,6 +490,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                        disable=jax.process_index() != 0)
   t_last, it_last = time.time(), start
   with preemption.Watch() as watch:
+    if start < config.num_iterations and watch.requested(mngr, start):
+      progress.close()  # Asked during start-up: the state is the start's.
+      raise _stopped(start, config, mngr)
     for it in range(start, config.num_iterations):
       state, m = outer_iteration(program, state, train_xy, keys, it, rep)
       values = _finite(m, it, mngr)
@@ -509,14 +512,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
       if (stop or done % config.checkpoint_every == 0 or
           done == config.num_iterations):
         checkpoints.save(mngr, done, state)
-      if stop and done < config.num_iterations:
+      if stop:  # At the last iteration too: the final evaluation can wait.
         progress.close()
-        raise errors.Stopped(
-            f'stopped on request (SIGTERM) after iteration {done} of '
-            f'{config.num_iterations}, saved in {mngr.directory}; the same '
-            'command resumes from there')
+        raise _stopped(done, config, mngr)
   progress.close()
   return state
+
+
+def _stopped(done: int, config: ml_collections.ConfigDict,
+             mngr) -> errors.Stopped:
+  return errors.Stopped(
+      f'stopped on request (SIGTERM) after iteration {done} of '
+      f'{config.num_iterations}, saved in {mngr.directory}; the same '
+      'command resumes from there')
 
 
 def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:

@@ -105,13 +105,13 @@ def test_sigterm_to_one_process_stops_both_at_one_saved_step(tmp_path, mnist):
   procs[1].send_signal(signal.SIGTERM)
   for p in procs:
     p.wait(timeout=300)
-  lines = [log.read_text().strip().splitlines()[-1] for log in logs]
-  assert [p.returncode for p in procs] == [143, 143], lines
+  errs = [log.read_text() for log in logs]
+  assert [p.returncode for p in procs] == [143, 143], [e[-2000:] for e in errs]
   steps = os.listdir(os.path.join(two, 'checkpoints'))
   assert len(steps) == 1 and 3 <= int(steps[0]) < 40, steps
-  for line in lines:
-    assert line.startswith('stopped: stopped on request (SIGTERM) after '
-                           f'iteration {steps[0]} of 40'), line
+  for err in errs:  # C++ logs may come after it: searched, not the last line.
+    assert ('stopped: stopped on request (SIGTERM) after iteration '
+            f'{steps[0]} of 40') in err, err[-2000:]
 
 
 def _logged(metrics, step):

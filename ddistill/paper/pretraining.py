@@ -57,7 +57,8 @@ def run_pretrain(config: ml_collections.ConfigDict, workdir: str,
   fresh: delete the pool already in `workdir` first.
   """
   config_checks.validate(config, 'pretrain')
-  workdir_lib.guard(workdir, config, fresh, outputs=POOL_OUTPUTS)
+  workdir_lib.guard(workdir, config, fresh, outputs=POOL_OUTPUTS,
+                    owned=('params', 'chunks'))
   info = workdir_lib.read_json(os.path.join(workdir, 'info.json'))
   if info is not None:
     return info
@@ -114,7 +115,7 @@ def _chunk(workdir: str, i: int, train_chunk) -> dict:
         checkpoints.quiet_reads_left_in_flight()
         logging.warning('Pretrained chunk %s does not restore (%s); '
                         'training it again.', path, str(e).splitlines()[0])
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)  # Each process may try.
     nets = jax.device_get(train_chunk())
     ckpt.save(path, nets)
   return nets
