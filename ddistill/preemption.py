@@ -53,8 +53,14 @@ class Watch:
     if previous is not None:
       signal.signal(signal.SIGTERM, previous)
 
-  def requested(self, mngr: ocp.CheckpointManager, step: int) -> bool:
-    """Whether to stop at `step` (saved). Every process of a run calls this
-    at the step it starts from and at every step after (jax's preemption
-    sync counts from the first step it is told of)."""
-    return mngr.reached_preemption(step) or self._signalled
+  def requested(self, mngr: ocp.CheckpointManager, count: int) -> bool:
+    """Whether to stop (and save) now, after `count` iterations of this
+    process (0 before its first). Every process calls this at every count.
+
+    Counted from this process's start, not the run's step: jax's preemption
+    sync takes a notice that came before its first call as step 0 and stops
+    at step 1, which a run resumed at step 40 would never reach. The
+    processes of a run all resume from the same checkpoint, so their counts
+    agree.
+    """
+    return mngr.reached_preemption(count) or self._signalled

@@ -490,7 +490,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                        disable=jax.process_index() != 0)
   t_last, it_last = time.time(), start
   with preemption.Watch() as watch:
-    if start < config.num_iterations and watch.requested(mngr, start):
+    if start < config.num_iterations and watch.requested(mngr, 0):
       progress.close()  # Asked during start-up: the state is the start's.
       raise _stopped(start, config, mngr)
     for it in range(start, config.num_iterations):
@@ -508,7 +508,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
         t_last, it_last = time.time(), done  # Evaluation time not counted.
         progress.set_postfix({k: f'{v:.4g}' for k, v in values.items()
                               if k in ('loss', 'test_accuracy')})
-      stop = watch.requested(mngr, done)
+      stop = watch.requested(mngr, done - start)
       if (stop or done % config.checkpoint_every == 0 or
           done == config.num_iterations):
         checkpoints.save(mngr, done, state)
