@@ -55,12 +55,11 @@ class Watch:
 
   def requested(self, mngr: ocp.CheckpointManager, count: int) -> bool:
     """Whether to stop (and save) now, after `count` iterations of this
-    process (0 before its first). Every process calls this at every count.
+    process (1 after its first). Every process calls this at every count.
 
     Counted from this process's start, not the run's step: jax's preemption
-    sync takes a notice that came before its first call as step 0 and stops
-    at step 1, which a run resumed at step 40 would never reach. The
-    processes of a run all resume from the same checkpoint, so their counts
-    agree.
+    sync takes a notice that came before its first call as count 0 and stops
+    at 1, which a run resumed at step 40 would never reach. The processes of
+    a run all resume from the same checkpoint, so their counts agree.
     """
     return mngr.reached_preemption(count) or self._signalled

@@ -490,9 +490,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                        disable=jax.process_index() != 0)
   t_last, it_last = time.time(), start
   with preemption.Watch() as watch:
-    if start < config.num_iterations and watch.requested(mngr, 0):
-      progress.close()  # Asked during start-up: the state is the start's.
-      raise _stopped(start, config, mngr)
     for it in range(start, config.num_iterations):
       state, m = outer_iteration(program, state, train_xy, keys, it, rep)
       values = _finite(m, it, mngr)
@@ -514,17 +511,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
         checkpoints.save(mngr, done, state)
       if stop:  # At the last iteration too: the final evaluation can wait.
         progress.close()
-        raise _stopped(done, config, mngr)
+        raise errors.Stopped(
+            f'stopped on request (SIGTERM) after iteration {done} of '
+            f'{config.num_iterations}, saved in {mngr.directory}; the same '
+            'command resumes from there')
   progress.close()
   return state
-
-
-def _stopped(done: int, config: ml_collections.ConfigDict,
-             mngr) -> errors.Stopped:
-  return errors.Stopped(
-      f'stopped on request (SIGTERM) after iteration {done} of '
-      f'{config.num_iterations}, saved in {mngr.directory}; the same '
-      'command resumes from there')
 
 
 def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
