@@ -342,7 +342,7 @@ def test_table1_killed_and_rerun_ends_with_the_uninterrupted_table(
   with _killed_on_write('baselines.json', 3):
     table1.run_table1(config, workdir)
   with open(os.path.join(workdir, 'mnist', 'baselines.json')) as f:
-    assert list(json.load(f)) == ['distilled_lrs', 'random_real']
+    assert list(json.load(f)) == ['distilled_lrs', 'knn_random_real']
   table1.run_table1(config, workdir)
   for name in ('table1.md', 'table1.csv'):
     with open(tmp_path / 'whole' / name) as a, open(

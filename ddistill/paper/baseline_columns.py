@@ -72,19 +72,23 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
         *_score_images(b, data, keys['score']), b.num_selected,
         distilled_lrs, minibatches=minibatches)
 
-  done = {'random_real': column('random_real', lambda: grid(random_sets()))}
-  done['optimized_real'] = column(
-      'optimized_real', lambda: grid(optimized(done['random_real'])))
-  if kmeans:
-    done['kmeans'] = column('kmeans', lambda: grid(kmeans_sets()))
-  done['average_real'] = column('average_real', lambda: grid(
-      [baselines.average_real(x, y, k, b.per_class)]))
+  # Cheapest first, so a run stopped partway keeps the most columns: KNN
+  # trains nothing, average real is one set, optimized real scores its
+  # candidates before its grid.
+  done = {}
   if knn:
     done['knn_random_real'] = column(
         'knn_random_real', lambda: _knn(b, data, random_sets()))
   if knn and kmeans:
     done['knn_kmeans'] = column('knn_kmeans',
                                 lambda: _knn(b, data, kmeans_sets()))
+  done['average_real'] = column('average_real', lambda: grid(
+      [baselines.average_real(x, y, k, b.per_class)]))
+  done['random_real'] = column('random_real', lambda: grid(random_sets()))
+  if kmeans:
+    done['kmeans'] = column('kmeans', lambda: grid(kmeans_sets()))
+  done['optimized_real'] = column(
+      'optimized_real', lambda: grid(optimized(done['random_real'])))
   return done
 
 
