@@ -69,10 +69,13 @@ stage() {
     exit 75
   fi
   echo "campaign: stage $name ($budget s left in this call)"
+  # Appended, so a stage resumed over several calls keeps each call's output.
+  echo "campaign: call of $(date -u +%FT%TZ), $budget s left" \
+    >> "$WORKDIR/logs/$name.log"
   # On SIGTERM a distillation run saves the iteration in progress and ends
   # (ddistill/preemption.py); whatever is still running 20 s later is killed.
   timeout --signal=TERM --kill-after=20 "$budget" "$@" \
-    > "$WORKDIR/logs/$name.log" 2>&1
+    >> "$WORKDIR/logs/$name.log" 2>&1
   local rc=$?
   if [ $rc -eq 0 ]; then
     touch "$WORKDIR/done/$name"

@@ -1,7 +1,7 @@
-"""The GPU campaign's plumbing, without running any stage: SKIP passes over
-stages without marking them done, a spent budget stops before a stage
-starts, every stage's command parses, and a damaged state archive never
-replaces the kept one."""
+"""The GPU campaign's plumbing, without running any real stage: SKIP passes
+over stages without marking them done, a spent budget stops before a stage
+starts, a stage resumed over calls keeps each call's log, every stage's
+command parses, and a damaged state archive never replaces the kept one."""
 
 import os
 import pathlib
@@ -53,6 +53,29 @@ def test_skip_passes_over_stages_and_a_spent_budget_stops_before_each(
   # No stage ran, in any of these calls.
   assert not list((tmp_path / 'work' / 'done').iterdir())
   assert not list((tmp_path / 'work' / 'logs').iterdir())
+
+
+def test_a_stage_resumed_over_calls_keeps_each_calls_log(tmp_path):
+  # A stage cut by the budget (timeout's exit 124) stops the call with 75;
+  # the next call runs it again and its log keeps both calls' output.
+  def call(command):
+    script = ('source benchmarks/campaign_lib.sh; '
+              f'campaign_init test.sh {tmp_path}/work {tmp_path}/out; '
+              f'stage s1 bash -c {shlex.quote(command)}; campaign_finish')
+    return subprocess.run(['bash', '-c', script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+  first = call('echo first call; exit 124')
+  assert first.returncode == 75, first.stdout + first.stderr
+  assert not (tmp_path / 'work' / 'done' / 's1').exists()
+  second = call('echo second call')
+  assert second.returncode == 0, second.stdout + second.stderr
+  assert (tmp_path / 'work' / 'done' / 's1').exists()
+  log = (tmp_path / 'work' / 'logs' / 's1.log').read_text().splitlines()
+  assert [l for l in log if not l.startswith('campaign: call of ')] == [
+      'first call', 'second call']
+  assert sum(l.startswith('campaign: call of ') for l in log) == 2
+  assert (tmp_path / 'out' / 's1.log').read_text().splitlines() == log
 
 
 def _stage_commands(script, tmp_path, smoke):
