@@ -51,6 +51,7 @@ collect() {  # Copies each run's outputs to OUTDIR, flat: <run>.<file>.
 # stage NAME COMMAND...: runs COMMAND unless NAME is done, within the budget.
 stage() {
   local name=$1; shift
+  local log="$WORKDIR/logs/$name.log"
   [ -f "$WORKDIR/done/$name" ] && return 0
   if listed "$name" "$SKIP"; then
     echo "campaign: stage $name skipped (SKIP)"
@@ -71,16 +72,16 @@ stage() {
   echo "campaign: stage $name ($budget s left in this call)"
   # Appended, so a stage resumed over several calls keeps each call's output.
   echo "campaign: call of $(date -u +%FT%TZ), $budget s left" \
-    >> "$WORKDIR/logs/$name.log"
+    >> "$log"
   # On SIGTERM a distillation run saves the iteration in progress and ends
   # (ddistill/preemption.py); whatever is still running 20 s later is killed.
   timeout --signal=TERM --kill-after=20 "$budget" "$@" \
-    >> "$WORKDIR/logs/$name.log" 2>&1
+    >> "$log" 2>&1
   local rc=$?
   if [ $rc -eq 0 ]; then
     touch "$WORKDIR/done/$name"
     echo "campaign: stage $name done"
-    tail -n 1 "$WORKDIR/logs/$name.log"
+    tail -n 1 "$log"
     collect
     return 0
   fi
@@ -89,8 +90,8 @@ stage() {
     echo "campaign: budget spent inside stage $name; run again to resume it"
     exit 75
   fi
-  echo "campaign: stage $name failed (exit $rc); see $WORKDIR/logs/$name.log" >&2
-  tail -n 5 "$WORKDIR/logs/$name.log" >&2
+  echo "campaign: stage $name failed (exit $rc); see $log" >&2
+  tail -n 5 "$log" >&2
   exit 1
 }
 
