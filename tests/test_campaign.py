@@ -24,7 +24,7 @@ def _campaign(script, tmp_path, skip, budget_s):
 
 
 @pytest.mark.parametrize('script, first, last, count', [
-    ('gpu_campaign.sh', 'bench_a', 'table1', 12),
+    ('gpu_campaign.sh', 'bench_a', 'table1', 13),
     ('gpu_beyond.sh', 'cifar10_strong_zca', 'cifar10_strong_zca_standard', 2),
 ])
 def test_skip_passes_over_stages_and_a_spent_budget_stops_before_each(
@@ -106,7 +106,7 @@ def test_every_stage_command_parses(tmp_path):
   # A misspelt flag or config field in a stage would otherwise surface only
   # on a lent GPU, minutes into its rare budget. One parser process for all.
   commands = {}
-  for smoke, count in (('0', 16), ('1', 14)):
+  for smoke, count in (('0', 17), ('1', 15)):
     found = {}
     for script in ('gpu_campaign.sh', 'gpu_beyond.sh'):
       found.update(_stage_commands(script, tmp_path / smoke, smoke))
