@@ -78,8 +78,8 @@ stage bench_d "${BENCH[@]}" --setting d --unroll "$UNROLL"
 for n in "${INITS[@]}"; do
   stage "bench_b_inits$n" "${BENCH[@]}" --setting b --inits "$n"
 done
-# 2-4. The paper's protocol (Table 1, "ours"). CIFAR-10's random init is a
-# stage of its own (issue 21's list leaves it to Table 1), ahead of the pools:
+# 2-4b. The paper's protocol (Table 1, "ours"). CIFAR-10's random init (4b) is
+# a stage of its own (issue 21's list leaves it to Table 1), ahead of the pools:
 # it is the one "ours" figure not yet measured, and resumes across lent GPUs.
 paper_run mnist fixed "$MNIST_FIXED_ITERS"
 stage mnist_paper_fixed "${DISTILL[@]}"
