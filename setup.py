@@ -12,18 +12,21 @@ setup(
     ['ddistill.configs', 'ddistill.experiments'],
     package_dir={'ddistill.configs': 'configs',
                  'ddistill.experiments': 'experiments'},
-    python_requires='>=3.10',
+    python_requires='>=3.11',  # As jax 0.8.
     install_requires=[
         'absl-py>=2.0',
         'chex>=0.1.86',
-        'flax>=0.10',
+        'flax>=0.12',
         'h5py>=3.10',
-        'jax>=0.4.35',
-        'jaxlib>=0.4.35',
+        # The oldest jax, jaxlib, flax and optax the core tests passed
+        # with (README); with jax 0.6.1 20 of them failed (no jax.enable_x64,
+        # a scan carry of another type in standard_eval).
+        'jax>=0.8.0',
+        'jaxlib>=0.8.0',
         'matplotlib>=3.8',  # Figure 3's plot.
         'ml-collections>=0.1.1',
         'numpy>=1.26',
-        'optax>=0.2.3',
+        'optax>=0.2.5',  # optax.tree.norm.
         'orbax-checkpoint>=0.11',
         'pillow>=10.0',
         'quadprog>=0.1.11',  # GEM's quadratic program.

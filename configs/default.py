@@ -22,7 +22,7 @@ def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
   config.seed = 0  # The one seed; every random key is split or folded from it.
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'mnist'  # mnist | cifar10 | usps | svhn | cifar100.
+  config.data.name = 'mnist'  # mnist | cifar10 | usps | svhn | cifar100 | voc2007 | cub200.
   config.data.source = 'auto'  # auto (local if a data dir is set) | local | tfds.
   config.data.data_dir = ''  # Folder holding mnist/, cifar10/...; '' = $DDISTILL_DATA_DIR.
   config.data.cache_dir = ''  # Decoded-JPEG cache; '' = $DDISTILL_CACHE_DIR or ~/.cache/ddistill.
@@ -36,7 +36,7 @@ def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
   config.data.sampling = 'iid'  # Real batches: iid (with replacement) | epochs (shuffled, without, as the official code).
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'lenet'  # lenet | alexcifarnet | mlp.
+  config.model.name = 'lenet'  # lenet | alexcifarnet | mlp | convnet | resnet18_gn | alexnet.
   config.model.init = 'xavier_normal'  # xavier_normal | xavier_uniform | kaiming | orthogonal.
   config.model.init_gain = 1.0  # Scale of the initialization.
   config.model.conv_impl = 'auto'  # Inner GD steps: auto (per backend, model and step size: docs/running.md) | xla | matmul | banded | split | blocks.
@@ -46,7 +46,7 @@ def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
   config.distill.init_mode = 'fixed'  # fixed: one init for the whole run; random: fresh ones each iteration;
   # fixed_pretrained / random_pretrained: one / fresh networks of a pretrained pool.
   config.distill.pretrained_dir = ''  # The pool (experiments.pretrain) for the pretrained modes.
-  config.distill.num_inits = 4  # Inits sampled per outer iteration when init_mode is random.
+  config.distill.num_inits = 4  # Inits sampled per outer iteration when init_mode is random or random_pretrained.
   config.distill.steps = 10  # Distinct GD steps, each with its own images.
   config.distill.epochs = 3  # Passes over the steps; steps * epochs learned lrs.
   config.distill.images_per_class = 1  # Distilled images per class in each step.

@@ -28,6 +28,7 @@ def get_config(variant: str = 'mnist') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Inits and batch orders of every net.
   config.data = default.get_config().data  # Where and how to read the data.
+  del config.data.val_size, config.data.augment, config.data.sampling  # Read by distillation only.
   config.data.name = source
   config.data.as_mnist = True  # 28x28 grayscale, MNIST-normalized.
   config.data.digit_box = 0  # Side the digits fill in 28x28; 0 = the dataset's (USPS 20).

@@ -57,6 +57,7 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   config.full_target_models = 10  # Held-out nets fine-tuned for that column.
   config.baselines = table1.get_config('full').baselines  # Sets and lrs...
   del config.baselines.num_models  # ...tested on the num_models nets above.
+  del config.baselines.knn_ks, config.baselines.knn_metrics  # No KNN columns.
   config.run = _distill(variant)  # Our distillation.
   if variant == 'cpu':
     config.rows = 'usps_to_mnist,mnist_to_usps'

@@ -51,7 +51,7 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   b = config.baselines = table1.get_config('full').baselines
   # Every baseline trains, and optimized real scores its candidates on, the
   # one fixed pretrained net.
-  del b.num_models, b.selection_models
+  del b.num_models, b.selection_models, b.knn_ks, b.knn_metrics  # No KNN.
   b.per_class = 1  # As many real images as distilled ones.
   b.num_sets = 10  # Paper: results over 10 runs.
   if variant == 'quick':

@@ -101,8 +101,9 @@ def distill_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray, num_classes: int,
     if (it + 1) % config.log_every == 0 or it + 1 == config.num_iterations:
       loss = float(sharding.to_host(metrics['loss']))
       if not np.isfinite(loss):
-        raise FloatingPointError(f'non-finite outer loss {loss} at '
-                                 f'iteration {it}')
+        raise FloatingPointError(
+            f'non-finite outer loss {loss} in iteration {it + 1} (checked '
+            f'every {config.log_every} iterations)')
       logging.info('Iteration %d: outer loss %.4f', it + 1, loss)
   return train.distilled_of(
       config, program, state,

@@ -49,21 +49,22 @@ def restore_latest(mngr: ocp.CheckpointManager,
                    like: Any) -> tuple[Optional[int], Any]:
   """(step, state) of the newest checkpoint that restores, or (None, like).
 
-  Checkpoints are tried newest first. One that fails to restore is moved
-  aside to `<step>.corrupt` (kept, for a person to look at) with a one-line
-  warning, so a damaged checkpoint costs only the iterations since the one
-  before it. Raises CheckpointError if there were checkpoints and none
-  restores.
+  Checkpoints are tried newest first. One that fails to restore twice in a
+  row is moved aside to `<step>.corrupt` (kept, for a person to look at)
+  with a one-line warning, so a damaged checkpoint costs only the iterations
+  since the one before it. Raises CheckpointError if there were checkpoints
+  and none restores.
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
   moved = []
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
-      state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+      state = _restore_retrying_once(mngr, step, abstract)
+    except MemoryError:
+      raise  # Not damage: the checkpoint stays where it is.
     except Exception as e:  # pylint: disable=broad-except
-      # Any failure, whatever layer of orbax or tensorstore reports it: the
-      # checkpoint is moved aside, never deleted, so nothing is lost.
-      quiet_reads_left_in_flight()
+      # Any other failure, whatever layer of orbax or tensorstore reports
+      # it: the checkpoint is moved aside, never deleted, so nothing is lost.
       moved.append(_move_aside(mngr, step, e))
       continue
     if moved:
@@ -75,6 +76,24 @@ def restore_latest(mngr: ocp.CheckpointManager,
         f'no checkpoint in {mngr.directory} restores (moved aside: '
         f'{", ".join(moved)}); rerun to start over from iteration 0')
   return None, like
+
+
+def _restore_retrying_once(mngr: ocp.CheckpointManager, step: int,
+                           abstract: Any) -> Any:
+  """Restores `step`, reading it again once if the first read fails.
+
+  A shared filesystem can fail one read (a stale NFS handle) of a healthy
+  checkpoint; only a second failure counts as damage.
+  """
+  for attempt in range(2):
+    try:
+      return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except MemoryError:
+      raise
+    except Exception:  # pylint: disable=broad-except
+      quiet_reads_left_in_flight()
+      if attempt:
+        raise
 
 
 def _move_aside(mngr: ocp.CheckpointManager, step: int,

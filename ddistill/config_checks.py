@@ -105,8 +105,9 @@ def _numbers(config, field, cast, low, low_open=False) -> list:
   return numbers
 
 
-def _data(config, at: str) -> None:
-  """The `data` block: where and how a dataset is read."""
+def _data(config, at: str, batches: bool = True) -> None:
+  """The `data` block: where and how a dataset is read; batches: with the
+  fields of distillation's real batches and validation split."""
   name = _choice(config, at + 'data.name', sorted(data.SOURCES))
   source = _choice(config, at + 'data.source', ('auto', 'local', 'tfds'))
   if not data.SOURCES[name].local and source == 'local':
@@ -114,11 +115,12 @@ def _data(config, at: str) -> None:
                       'through tfds only; use "auto" or "tfds"')
   for field in ('data_dir', 'cache_dir', 'tfds_data_dir'):
     _text(config, f'{at}data.{field}')
-  _choice(config, at + 'data.augment', real_batches.AUGMENTS)
-  _choice(config, at + 'data.sampling', real_batches.SAMPLINGS)
+  if batches:
+    _choice(config, at + 'data.augment', real_batches.AUGMENTS)
+    _choice(config, at + 'data.sampling', real_batches.SAMPLINGS)
+    _int(config, at + 'data.val_size', 0)
   _int(config, at + 'data.image_size', 1)
   _float(config, at + 'data.zca', 0.0, low_open=False)
-  _int(config, at + 'data.val_size', 0)
   _choice(config, at + 'data.as_mnist', (True, False))
   box = _get(config, at + 'data.digit_box')
   if isinstance(box, bool) or not isinstance(box, int) or not 0 <= box <= 28:
@@ -322,7 +324,7 @@ def _figure3(config) -> None:
 
 def _pretrain(config) -> None:
   _int(config, 'seed', 0)
-  _data(config, '')
+  _data(config, '', batches=False)
   _model(config, '')
   _choice(config, 'new_classifier', NEW_CLASSIFIERS)
   if _text(config, 'weights'):

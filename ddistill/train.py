@@ -47,9 +47,10 @@ from ddistill.errors import WorkdirConflict
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
   """The seed's independent key streams, each folded from it once: a run's,
-  and those of the tables and pools made beside runs of the same seed. In
-  JAX split(key, n)[i] is fold_in(key, i), so these never draw from the
-  seed's root directly: they would get the runs' keys."""
+  and those of the tables and pools made beside runs of the same seed. With
+  JAX's default (partitionable) threefry, split(key, n)[i] is fold_in(key,
+  i), so these never draw from the seed's root directly: they would get the
+  runs' keys."""
   root = jax.random.key(seed)
   names = ('fixed_init', 'images', 'train', 'heldout', 'real_batches',
            'standard_eval', 'validation', 'baselines', 'full_target', 'pool')
@@ -525,10 +526,13 @@ def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
   values = {k: float(v) for k, v in sharding.to_host(step_metrics).items()}
   bad = [k for k, v in values.items() if not np.isfinite(v)]
   if bad:
-    raise FloatingPointError(
-        f'non-finite {", ".join(bad)} at iteration {it} '
-        f'({", ".join(f"{k}={values[k]}" for k in bad)}); the last good '
-        f'checkpoint is in {mngr.directory}')
+    last = mngr.latest_step()
+    kept = (f'the last good checkpoint (iteration {last}) is in '
+            f'{mngr.directory}' if last is not None else
+            'no checkpoint was saved before it')
+    raise FloatingPointError(  # Counted from 1, as metrics.jsonl's steps.
+        f'non-finite {", ".join(bad)} in iteration {it + 1} '
+        f'({", ".join(f"{k}={values[k]}" for k in bad)}); {kept}')
   return values
 
 

@@ -58,6 +58,10 @@ def guard(workdir: str, config: ml_collections.ConfigDict, fresh: bool, *,
   saved config. owned: outputs never left without a saved config; finding
   one alone, the workdir is refused (its config is unknown).
   """
+  if '://' in workdir:  # os.path would make gs://b/r a local ./gs:/b/r.
+    raise ConfigError(
+        f'--workdir {workdir} is a URL; ddistill writes with local file '
+        'calls, so give a local path or one on a shared filesystem (NFS)')
   if fresh and _is_main():
     for name in (*outputs, saved_as):
       _remove(os.path.join(workdir, name))

@@ -159,6 +159,27 @@ def test_damaged_checkpoints_are_moved_aside_and_the_last_good_one_used(
       '2.corrupt', '4.corrupt', '4.corrupt2']
 
 
+def test_a_read_that_fails_once_is_retried_and_the_checkpoint_kept(
+    tmp_path, monkeypatch):
+  state = {'w': np.arange(6, dtype=np.float32).reshape(2, 3)}
+  mngr = checkpoints.manager(str(tmp_path), keep=2)
+  checkpoints.save(mngr, 3, state)
+  real_restore, calls = mngr.restore, []
+
+  def flaky(*args, **kwargs):  # One stale NFS read, then healthy ones.
+    calls.append(args)
+    if len(calls) == 1:
+      raise OSError(errno.ESTALE, 'Stale file handle')
+    return real_restore(*args, **kwargs)
+
+  monkeypatch.setattr(mngr, 'restore', flaky)
+  step, restored = checkpoints.restore_latest(
+      mngr, {'w': np.zeros((2, 3), np.float32)})
+  assert step == 3 and len(calls) == 2
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  assert os.listdir(tmp_path / 'checkpoints') == ['3']  # Not moved aside.
+
+
 def test_failing_disk_write_stops_the_run_and_keeps_the_last_checkpoint(
     reference, tmp_path, monkeypatch, caplog):
   from orbax.checkpoint._src.path import async_path  # Where orbax commits.

@@ -102,3 +102,10 @@ def test_pool_dir_says_how_to_make_a_missing_pool(tmp_path):
     workdir.pool_dir(str(tmp_path), 'usps', '--config X')
   os.makedirs(tmp_path / 'usps' / 'params')
   assert workdir.pool_dir(str(tmp_path), 'usps', '') == str(tmp_path / 'usps')
+
+
+def test_guard_refuses_a_url_workdir_and_writes_nothing(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(errors.ConfigError, match='gs://bucket/run is a URL'):
+    workdir.guard('gs://bucket/run', _config(), True)
+  assert not os.listdir(tmp_path)  # No local ./gs:/bucket/run made.

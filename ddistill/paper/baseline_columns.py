@@ -95,8 +95,8 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
 def guard_compare(unread: Sequence[str]) -> Callable[[dict], dict]:
   """What a table's workdir guard compares: its config without its runs
   (each run's workdir guards it) and without the baseline fields `unread`
-  that the table never read; its configs held them before session 27, and
-  workdirs made then still resume."""
+  that the table never read; its configs held them before session 27 (the
+  KNN fields before session 36), and workdirs made then still resume."""
   def compared(config: dict) -> dict:
     config = train.without_runs(config)
     config['baselines'] = {k: v for k, v in config['baselines'].items()

@@ -48,6 +48,14 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 # chunks/: the nets trained so far, until the pool is saved.
 POOL_OUTPUTS = ('params', 'info.json', 'chunks')
+# Data fields pretrain configs held before session 36 and never read: pools
+# made then still resume.
+_UNREAD_DATA = ('val_size', 'augment', 'sampling')
+
+
+def _compared(config: dict) -> dict:
+  data = {k: v for k, v in config['data'].items() if k not in _UNREAD_DATA}
+  return {**config, 'data': data}
 
 
 def run_pretrain(config: ml_collections.ConfigDict, workdir: str,
@@ -58,7 +66,7 @@ def run_pretrain(config: ml_collections.ConfigDict, workdir: str,
   """
   config_checks.validate(config, 'pretrain')
   workdir_lib.guard(workdir, config, fresh, outputs=POOL_OUTPUTS,
-                    owned=('params', 'chunks'))
+                    compare=_compared, owned=('params', 'chunks'))
   info = workdir_lib.read_json(os.path.join(workdir, 'info.json'))
   if info is not None:
     return info

@@ -36,7 +36,8 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
   rows = workdir_lib.names(config.rows)
   workdir_lib.guard(
       workdir, config, fresh, outputs=(*ROWS, 'table2.md', 'table2.csv'),
-      compare=baseline_columns.guard_compare(unread=('num_models',)))
+      compare=baseline_columns.guard_compare(
+          unread=('num_models', 'knn_ks', 'knn_metrics')))
   results = {}
   for row in rows:
     source, target = ROWS[row]
