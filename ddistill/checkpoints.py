@@ -37,12 +37,17 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any) -> None:
     mngr.save(step, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()
   except (OSError, ValueError) as e:  # tensorstore reports I/O as ValueError.
-    last = mngr.latest_step()
-    kept = (f'the last good one (iteration {last}) is intact' if last is
-            not None else 'there is no earlier one')
     raise CheckpointError(
         f'could not write the checkpoint of iteration {step} in '
-        f'{mngr.directory} ({_reason(e)}); {kept}') from e
+        f'{mngr.directory} ({_reason(e)}); {kept(mngr)}') from e
+
+
+def kept(mngr: ocp.CheckpointManager) -> str:
+  """What a run that stops on an error leaves to resume from, in words."""
+  last = mngr.latest_step()
+  if last is None:
+    return 'no checkpoint was saved before it'
+  return f'the last good checkpoint (iteration {last}) is intact'
 
 
 def restore_latest(mngr: ocp.CheckpointManager,

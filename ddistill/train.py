@@ -526,13 +526,10 @@ def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
   values = {k: float(v) for k, v in sharding.to_host(step_metrics).items()}
   bad = [k for k, v in values.items() if not np.isfinite(v)]
   if bad:
-    last = mngr.latest_step()
-    kept = (f'the last good checkpoint (iteration {last}) is in '
-            f'{mngr.directory}' if last is not None else
-            'no checkpoint was saved before it')
     raise FloatingPointError(  # Counted from 1, as metrics.jsonl's steps.
         f'non-finite {", ".join(bad)} in iteration {it + 1} '
-        f'({", ".join(f"{k}={values[k]}" for k in bad)}); {kept}')
+        f'({", ".join(f"{k}={values[k]}" for k in bad)}); '
+        f'{checkpoints.kept(mngr)} ({mngr.directory})')
   return values
 
 

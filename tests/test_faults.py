@@ -198,7 +198,7 @@ def test_failing_disk_write_stops_the_run_and_keeps_the_last_checkpoint(
   assert '\n' not in str(e.value)
   assert ('could not write the checkpoint of iteration 4' in str(e.value) and
           'No space left on device' in str(e.value) and
-          'the last good one (iteration 2) is intact' in str(e.value))
+          'the last good checkpoint (iteration 2) is intact' in str(e.value))
   assert not os.path.exists(os.path.join(workdir, 'distilled.npz'))
   monkeypatch.undo()
   assert checkpoints.manager(workdir, 2).all_steps() == [2]
