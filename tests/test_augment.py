@@ -124,8 +124,12 @@ def test_color_keeps_grey_images_grey_and_moves_brightness():
   x = _images((3, 6, 6, 1))
   y = _augment(augment.DSA(('color',)), KEYS[0], jnp.repeat(x, 3, axis=-1))
   # Saturation acts on the colour only: grey pixels stay grey.
-  np.testing.assert_allclose(y[..., 0], y[..., 2], atol=1e-6)
-  assert not np.allclose(y[..., 0], x[..., 0], atol=1e-3)
+  np.testing.assert_allclose(y, jnp.repeat(y[..., :1], 3, axis=-1), atol=1e-6)
+  # Contrast keeps each image's mean, so the mean moves by the brightness
+  # shift alone: one draw for the batch, the same for every image.
+  shift = np.asarray(y.mean(axis=(1, 2, 3)) - x.mean(axis=(1, 2, 3)))
+  np.testing.assert_allclose(shift, shift[0], atol=1e-5)
+  assert 1e-3 < abs(shift[0]) <= 0.5 * augment.BRIGHTNESS
 
 
 def test_the_same_key_draws_the_same_transform_for_any_batch():
@@ -169,9 +173,10 @@ def test_mode_one_applies_one_of_the_listed_transforms():
 def test_bad_names_and_settings_are_errors():
   with pytest.raises(errors.ConfigError, match="unknown DSA transforms"):
     augment.DSA(('crop', 'blur'))
-  with pytest.raises(errors.ConfigError, match='mode'):
+  with pytest.raises(errors.ConfigError, match="unknown DSA mode 'some'"):
     augment.DSA(('crop',), mode='some')
-  with pytest.raises(errors.ConfigError, match='strength'):
+  with pytest.raises(errors.ConfigError,
+                     match='DSA strength must be >= 0, not -1.0'):
     augment.DSA(('crop',), strength=-1.0)
   assert augment.from_spec('') is None
   assert augment.from_spec('crop, flip', 0.5).names == ('crop', 'flip')

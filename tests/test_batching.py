@@ -67,7 +67,7 @@ def test_padding_inits_are_left_out_of_the_loss_and_gradients():
 
 def test_unknown_batching_is_an_error():
   model, params0_I, labels, distilled, x, y = _problem()
-  with pytest.raises(ValueError, match='batching'):
+  with pytest.raises(ValueError, match="unknown batching 'pmap'"):
     distill.mean_outer_loss(distilled, params0_I, x, y,
                             apply_fn=models.Apply(model), labels_SxN=labels,
                             batching='pmap')

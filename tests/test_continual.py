@@ -224,7 +224,8 @@ def test_workdir_of_another_setup_is_refused_unless_fresh(tmp_path):
 def test_bad_continual_settings_are_errors():
   config = continual_config.get_config('gem')
   config.learner.method = 'lwf'
-  with pytest.raises(ValueError, match='method'):
+  with pytest.raises(ValueError,
+                     match="unknown config.learner.method 'lwf'"):
     runner.grid(config)
   config.learner.method = 'gem'
   config.gem_margins = '0,a'

@@ -126,16 +126,14 @@ def _soft_set(num_classes=4):
       np.array([0.5]), np.array([0.25]), 2, soft)
 
 
-def test_soft_labels_sum_to_one_and_round_trip(tmp_path):
+def test_soft_labels_round_trip(tmp_path):
   d = _soft_set()
-  np.testing.assert_allclose(d.soft_labels.sum(-1), 1.0, atol=1e-6)
   path = str(tmp_path / 'distilled.npz')
   export.save_distilled(path, d)
   back = export.load_distilled(path)
   np.testing.assert_array_equal(back.soft_labels, d.soft_labels)
   np.testing.assert_array_equal(back.labels, d.labels)
   np.testing.assert_array_equal(back.targets, d.soft_labels)
-  np.testing.assert_allclose(back.soft_labels.sum(-1), 1.0, atol=1e-6)
 
 
 def test_files_without_soft_labels_load_as_one_hot(tmp_path):

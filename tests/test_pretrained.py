@@ -75,7 +75,7 @@ def test_pretraining_learns_and_pools_round_trip(mnist, nets, tmp_path):
   back = pretrained.load_pool(path, model, (28, 28, 1))
   for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(pool)):
     np.testing.assert_array_equal(a, b)
-  with pytest.raises(FileExistsError):
+  with pytest.raises(FileExistsError, match='already holds a pool'):
     pretrained.save_pool(path, pool, {})
   mlp = models.make_model('mlp', 10, (28, 28, 1),
                           inits.kernel_initializer('xavier_normal'))

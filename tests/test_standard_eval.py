@@ -125,7 +125,7 @@ def test_command_writes_a_cross_architecture_table(tmp_path, mnist):
 
 
 def test_bad_architectures_and_recipes_are_errors(tmp_path, mnist):
-  with pytest.raises(errors.ConfigError, match='epochs'):
+  with pytest.raises(errors.ConfigError, match='epochs = 0 must be >= 1'):
     standard_eval.Recipe(epochs=0)
   config = mnist_config.get_config()
   with pytest.raises(errors.ConfigError, match="unknown architectures "

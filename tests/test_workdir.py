@@ -44,7 +44,8 @@ def test_guard_compares_what_compare_keeps_and_lets_extends_take_over(
     return True
   workdir.guard(folder, _config(a=5), False, extends=extends)
   assert seen == [1]
-  with pytest.raises(errors.WorkdirConflict):
+  with pytest.raises(errors.WorkdirConflict,
+                     match='holds outputs of a different config'):
     workdir.guard(folder, _config(a=6), False, extends=lambda saved: False)
 
 
