@@ -20,6 +20,8 @@ from ddistill import models
 from ddistill import train
 from ddistill.errors import ConfigError, DataError
 
+import finite_differences
+
 K = 3  # Classes of the tiny problems.
 SHAPE = (6, 6, 1)
 
@@ -55,29 +57,15 @@ def _problem(steps=3, epochs=2, dtype=jnp.float64, learned=True):
       real_y
 
 
-def _fd_check(loss, distilled, name, eps=1e-6):
-  grads = jax.grad(loss)(distilled)
-  rng = np.random.default_rng(0)
-  for _ in range(3):
-    direction = rng.normal(size=distilled[name].shape)
-    direction /= np.linalg.norm(direction)
-    plus = {**distilled, name: distilled[name] + eps * direction}
-    minus = {**distilled, name: distilled[name] - eps * direction}
-    numeric = (loss(plus) - loss(minus)) / (2 * eps)
-    analytic = jnp.sum(grads[name] * direction)
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
-  return grads
-
-
 def test_label_logit_meta_gradient_matches_finite_differences():
   with jax.enable_x64(True):
     apply_fn, params0, labels, distilled, real_x, real_y = _problem()
     loss = jax.jit(functools.partial(
         distill.outer_loss, params0=params0, real_x=real_x, real_y=real_y,
         apply_fn=apply_fn, labels_SxN=labels))
-    grads = _fd_check(loss, distilled, 'label_logits')
+    grads = finite_differences.check(loss, distilled, 'label_logits')
     assert float(jnp.abs(grads['label_logits']).max()) > 1e-6
-    _fd_check(loss, distilled, 'images')  # Still right beside the labels.
+    finite_differences.check(loss, distilled, 'images')  # Still right beside the labels.
 
 
 def test_soft_labels_change_what_the_inner_steps_fit():
@@ -112,7 +100,7 @@ def test_raw_labels_start_at_the_hard_loss_scale_steps_and_differentiate():
     np.testing.assert_allclose(loss({**raw, 'label_targets': 2 * one_hot}),
                                loss(doubled), rtol=1e-9)
     assert abs(float(loss(doubled)) - float(loss(hard))) > 1e-3
-    grads = _fd_check(loss, raw, 'label_targets')
+    grads = finite_differences.check(loss, raw, 'label_targets')
     assert float(jnp.abs(grads['label_targets']).max()) > 1e-6
 
 
