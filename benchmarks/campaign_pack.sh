@@ -1,31 +1,57 @@
 #!/usr/bin/env bash
-# Prepares .campaign/ (git-ignored) for a call of the device tool, which
-# carries it to the GPU machine: a copy of the data, the wheels that machine
-# lacks, and the campaign's state brought back by the previous call.
+# The campaign's state between calls of the device tool, in both directions.
 #
-#   bash benchmarks/campaign_pack.sh [CAMPAIGN_TGZ]
+#   bash benchmarks/campaign_pack.sh [PART...]     here, before a call
+#   bash benchmarks/campaign_pack.sh --return DIR  on the device machine, after
 #
-# CAMPAIGN_TGZ: the campaign.tgz the last call left under $OUT. It is kept as
-# $CAMPAIGN_STATE (default ~/.cache/ddistill-campaign/campaign.tgz), outside
-# the checkout, because a session's checkout (and its .campaign/) may not
-# outlive it; then unpacked over .campaign/ so the next call resumes where it
-# stopped. Without CAMPAIGN_TGZ the kept state, if any, is unpacked. See
+# Here: fills .campaign/ (git-ignored), which a call carries to the GPU
+# machine: a copy of the data, the wheels that machine lacks, and the state
+# the previous call returned. PART...: the campaign.tgz.NN files that call
+# left under $OUT (or one campaign.tgz from before they were split). They are
+# joined and kept as $CAMPAIGN_STATE (default
+# ~/.cache/ddistill-campaign/campaign.tgz), outside the checkout, because a
+# session's checkout (and its .campaign/) may not outlive it; then unpacked
+# over .campaign/ so the next call resumes where it stopped. Without PART the
+# kept state, if any, is unpacked. .campaign/out is rebuilt from the state.
+#
+# --return DIR: packs .campaign/work, less the pools' weights (800 LeNets,
+# about 200 MB), as DIR/campaign.tgz.00, .01, ... of at most 15 MiB each:
+# $OUT returns files of at most 16 MiB, 8 files and 64 MiB in all. OUTDIR
+# is left out (gpu_campaign.sh rebuilds it from WORKDIR). See
 # benchmarks/README.md for the device command.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" = --return ]; then
+  if [ $# -ne 2 ] || [ ! -d "$2" ]; then
+    echo "usage: bash benchmarks/campaign_pack.sh --return DIR (a folder)" >&2
+    exit 2
+  fi
+  tar czf - --exclude='pretrain_*/params' --exclude='pretrain_*/chunks' \
+      -C "$ROOT/.campaign" work | split -b 15M -d - "$2/campaign.tgz."
+  parts=$(ls "$2"/campaign.tgz.* | wc -l)
+  echo "campaign_pack: state in $parts part(s): $(du -ch "$2"/campaign.tgz.* | tail -1 | cut -f1)"
+  [ "$parts" -le 4 ] ||
+    echo "campaign_pack: over the 4 parts (64 MiB) that \$OUT returns" >&2
+  exit 0
+fi
 STATE=${CAMPAIGN_STATE:-$HOME/.cache/ddistill-campaign/campaign.tgz}
 if [ $# -ge 1 ]; then
-  if [ ! -f "$1" ]; then
-    echo "campaign_pack: $1: no such file; kept state unchanged" >&2
-    exit 1
-  fi
-  if ! tar tzf "$1" > /dev/null 2>&1; then  # The kept state stays intact.
-    echo "campaign_pack: $1 is not a readable .tgz; kept state unchanged" >&2
-    exit 1
-  fi
+  for part in "$@"; do
+    if [ ! -f "$part" ]; then
+      echo "campaign_pack: $part: no such file; kept state unchanged" >&2
+      exit 1
+    fi
+  done
   mkdir -p "$(dirname "$STATE")"
-  cp "$1" "$STATE.tmp" && mv "$STATE.tmp" "$STATE"
+  cat "$@" > "$STATE.tmp"
+  if ! tar tzf "$STATE.tmp" > /dev/null 2>&1; then  # The kept state stays intact.
+    rm -f "$STATE.tmp"
+    echo "campaign_pack: $* is not a readable .tgz; kept state unchanged" >&2
+    exit 1
+  fi
+  mv "$STATE.tmp" "$STATE"
 fi
-cd "$(dirname "$0")/.."
+cd "$ROOT"
 DATA=${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}
 mkdir -p .campaign/data .campaign/wheels
 for name in mnist cifar10 usps; do
@@ -35,14 +61,19 @@ done
 ls .campaign/wheels/ml_collections-*.whl > /dev/null 2>&1 ||
   python -m pip download -q --no-deps --only-binary=:all: \
     --python-version 3.12 -d .campaign/wheels ml-collections
-# The state is the kept archive's alone: nothing left from an earlier pack.
-rm -rf .campaign/work .campaign/out
-mkdir -p .campaign/work
+# The state is the kept archive's alone: nothing left from an earlier pack
+# (and nothing but data, wheels and state to carry).
+find .campaign -mindepth 1 -maxdepth 1 ! -name data ! -name wheels \
+  -exec rm -rf {} +
+mkdir -p .campaign/work .campaign/out
 if [ -f "$STATE" ]; then
   if ! tar xzf "$STATE" -C .campaign 2> /dev/null; then
     echo "campaign_pack: the kept state $STATE is damaged; move it aside" >&2
     exit 1
   fi
+  WORKDIR=.campaign/work OUTDIR=.campaign/out
+  source benchmarks/campaign_lib.sh
+  collect || true  # Some outputs may not exist yet.
   echo "campaign state from $STATE: stages done: $(ls .campaign/work/done 2>/dev/null | tr '\n' ' ')"
 fi
 du -sh .campaign

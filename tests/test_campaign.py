@@ -149,3 +149,26 @@ def test_pack_refuses_a_damaged_archive_and_keeps_the_saved_state(tmp_path):
   assert result.stderr.strip().splitlines() == [
       f'campaign_pack: {damaged} is not a readable .tgz; kept state unchanged']
   assert kept.read_bytes() == b'the state kept from the last call'
+
+
+def test_pack_refuses_a_missing_part_and_a_return_without_a_folder(tmp_path):
+  kept = tmp_path / 'state' / 'campaign.tgz'
+  kept.parent.mkdir()
+  kept.write_bytes(b'the state kept from the last call')
+  first = tmp_path / 'campaign.tgz.00'
+  first.write_bytes(b'the first part')
+  missing = tmp_path / 'campaign.tgz.01'
+  env = dict(os.environ, CAMPAIGN_STATE=str(kept))
+  result = subprocess.run(
+      ['bash', 'benchmarks/campaign_pack.sh', str(first), str(missing)],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f'campaign_pack: {missing}: no such file; kept state unchanged']
+  assert kept.read_bytes() == b'the state kept from the last call'
+  result = subprocess.run(
+      ['bash', 'benchmarks/campaign_pack.sh', '--return', str(missing)],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  assert result.stderr == ('usage: bash benchmarks/campaign_pack.sh --return '
+                           'DIR (a folder)\n')
