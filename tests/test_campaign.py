@@ -135,40 +135,41 @@ def test_a_script_without_its_two_folders_says_how_to_call_it():
     assert result.stderr == f'usage: bash benchmarks/{script} WORKDIR OUTDIR\n'
 
 
-def test_pack_refuses_a_damaged_archive_and_keeps_the_saved_state(tmp_path):
+KEPT = b'the state kept from the last call'
+
+
+def _pack(tmp_path, *args):
+  """campaign_pack.sh ARGS with a kept state in tmp_path: (result, kept)."""
   kept = tmp_path / 'state' / 'campaign.tgz'
-  kept.parent.mkdir()
-  kept.write_bytes(b'the state kept from the last call')
-  damaged = tmp_path / 'campaign.tgz'
-  damaged.write_bytes(b'cut off mid-transfer')
+  kept.parent.mkdir(exist_ok=True)
+  kept.write_bytes(KEPT)
   result = subprocess.run(
-      ['bash', 'benchmarks/campaign_pack.sh', str(damaged)], cwd=ROOT,
+      ['bash', 'benchmarks/campaign_pack.sh', *map(str, args)], cwd=ROOT,
       env=dict(os.environ, CAMPAIGN_STATE=str(kept)), capture_output=True,
       text=True, timeout=60)
+  return result, kept
+
+
+def test_pack_refuses_a_damaged_archive_and_keeps_the_saved_state(tmp_path):
+  damaged = tmp_path / 'campaign.tgz'
+  damaged.write_bytes(b'cut off mid-transfer')
+  result, kept = _pack(tmp_path, damaged)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
       f'campaign_pack: {damaged} is not a readable .tgz; kept state unchanged']
-  assert kept.read_bytes() == b'the state kept from the last call'
+  assert kept.read_bytes() == KEPT
 
 
 def test_pack_refuses_a_missing_part_and_a_return_without_a_folder(tmp_path):
-  kept = tmp_path / 'state' / 'campaign.tgz'
-  kept.parent.mkdir()
-  kept.write_bytes(b'the state kept from the last call')
   first = tmp_path / 'campaign.tgz.00'
   first.write_bytes(b'the first part')
   missing = tmp_path / 'campaign.tgz.01'
-  env = dict(os.environ, CAMPAIGN_STATE=str(kept))
-  result = subprocess.run(
-      ['bash', 'benchmarks/campaign_pack.sh', str(first), str(missing)],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+  result, kept = _pack(tmp_path, first, missing)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
       f'campaign_pack: {missing}: no such file; kept state unchanged']
-  assert kept.read_bytes() == b'the state kept from the last call'
-  result = subprocess.run(
-      ['bash', 'benchmarks/campaign_pack.sh', '--return', str(missing)],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+  assert kept.read_bytes() == KEPT
+  result, _ = _pack(tmp_path, '--return', missing)
   assert result.returncode == 2
   assert result.stderr == ('usage: bash benchmarks/campaign_pack.sh --return '
                            'DIR (a folder)\n')
