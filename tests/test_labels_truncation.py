@@ -65,7 +65,8 @@ def test_label_logit_meta_gradient_matches_finite_differences():
         apply_fn=apply_fn, labels_SxN=labels))
     grads = finite_differences.check(loss, distilled, 'label_logits')
     assert float(jnp.abs(grads['label_logits']).max()) > 1e-6
-    finite_differences.check(loss, distilled, 'images')  # Still right beside the labels.
+    # Still right beside the labels.
+    finite_differences.check(loss, distilled, 'images', grads)
 
 
 def test_soft_labels_change_what_the_inner_steps_fit():

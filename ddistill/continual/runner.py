@@ -49,7 +49,8 @@ def grid(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
         config.icarl_regs, 'icarl_regs')]
   if method == 'sgd':
     return [('lr', config.learner.lr)]
-  raise ValueError(f'unknown config.learner.method {method!r}; known: {METHODS}')
+  raise ValueError(
+      f'unknown config.learner.method {method!r}; known: {METHODS}')
 
 
 def _memory_fn(config, model, num_classes: int, seed: int, key: jax.Array,
