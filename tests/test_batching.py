@@ -73,6 +73,16 @@ def test_unknown_batching_is_an_error():
                             batching='pmap')
 
 
+def _assert_same_losses_and_grads(results):
+  """Every (loss, grads) pair matches the first, gradients to their scale."""
+  (loss_ref, grads_ref), *others = results
+  for loss, grads in others:
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+      scale = float(jnp.abs(b).max())
+      np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
+
+
 # LeNet on MNIST and AlexCifarNet on CIFAR are checked for every conv path
 # against the official code's meta-gradients in test_golden.py.
 @pytest.mark.parametrize('name,shape', [('lenet', (32, 32, 3))])
@@ -85,12 +95,7 @@ def test_conv_paths_give_the_same_loss_and_gradients(name, shape):
                                 labels_SxN=labels)
     results.append(jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I,
                                                         x, y))
-  (loss_ref, grads_ref), *others = results
-  for loss, grads in others:
-    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
-      scale = float(jnp.abs(b).max())
-      np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
+  _assert_same_losses_and_grads(results)
 
 
 def test_model_rejects_image_sizes_it_cannot_take():
@@ -143,12 +148,7 @@ def test_first_order_conv_on_the_real_batch_gives_the_same_meta_gradient():
         real_apply_fn=models.Apply(model.clone(conv_impl=real_impl)))
     results.append(jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I,
                                                         x, y))
-  (loss_ref, grads_ref), *others = results
-  for loss, grads in others:
-    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
-      np.testing.assert_allclose(a, b, rtol=1e-3,
-                                 atol=1e-4 * float(jnp.abs(b).max()))
+  _assert_same_losses_and_grads(results)
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='CPU choice')
