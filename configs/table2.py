@@ -4,8 +4,10 @@ Needs pools from `experiments.pretrain` in `<pools_dir>/<source>/`, e.g.
   python -m experiments.pretrain --config configs/pretrain.py:mnist --workdir POOLS/mnist
   python -m experiments.pretrain --config configs/pretrain.py:usps --workdir POOLS/usps
 then `python -m experiments.table2 --config configs/table2.py --workdir DIR
---config.pools_dir=POOLS`. Variants: `full` (default: the paper's protocol,
-the natural default for a reference implementation), `cpu` (a reduced
+--config.pools_dir=POOLS`. Variants: `full` (default: the paper's table, 200
+held-out nets and its baseline grids, with our distillation in the
+official code's layout and the `official_fixed` outer loop, not the paper's
+Adam lr 0.001 and 400 target epochs: docs/deviations.md), `cpu` (a reduced
 protocol for CPUs: pools of 8 + 8 nets, 8 held-out nets, 4 sets, 600
 distillation iterations; docs/paper_results.md), `quick` (smoke). The rows
 are named in ddistill/paper/table2.py (ROWS: row -> source, target).

@@ -7,8 +7,9 @@ pool per target, and VOC / CUB prepared for tfds:
   (the same with cub200)
   python -m experiments.table3 --config configs/table3.py --workdir DIR \
       --config.pools_dir=POOLS
-Variants: `full` (default: the paper's protocol, the natural default for a
-reference implementation; a GPU job), `quick` (a smoke run).
+Variants: `full` (default: the paper's table, one distilled image per class
+in 3 GD steps, with a shorter outer loop than the official code's:
+docs/deviations.md; a GPU job), `quick` (a smoke run).
 """
 
 import ml_collections
