@@ -4,10 +4,11 @@ Needs pools from `experiments.pretrain` in `<pools_dir>/<source>/`, e.g.
   python -m experiments.pretrain --config configs/pretrain.py:mnist --workdir POOLS/mnist
   python -m experiments.pretrain --config configs/pretrain.py:usps --workdir POOLS/usps
 then `python -m experiments.table2 --config configs/table2.py --workdir DIR
---config.pools_dir=POOLS`. Variants: `full` (default: the paper's table, 200
-held-out nets and its baseline grids, with our distillation in the
-official code's layout and the `official_fixed` outer loop, not the paper's
-Adam lr 0.001 and 400 target epochs: docs/deviations.md), `cpu` (a reduced
+--config.pools_dir=POOLS`. Variants: `full` (default: the paper's protocol,
+the natural default for a reference implementation: 100 distilled images in
+10 steps x 3 epochs, Adam lr 0.001, 400 epochs of the target's 1,024-image
+batches as the official code's defaults; pools of 200 nets, not 2,000:
+docs/deviations.md; a GPU job), `cpu` (a reduced
 protocol for CPUs: pools of 8 + 8 nets, 8 held-out nets, 4 sets, 600
 distillation iterations; docs/paper_results.md), `quick` (smoke). The rows
 are named in ddistill/paper/table2.py (ROWS: row -> source, target).
@@ -15,6 +16,7 @@ are named in ddistill/paper/table2.py (ROWS: row -> source, target).
 
 import ml_collections
 
+from configs import default
 from configs import mnist
 from configs import table1
 
@@ -31,6 +33,9 @@ def _distill(variant: str) -> ml_collections.ConfigDict:
   run.distill.pretrained_dir = ''  # Set per row: <pools_dir>/<the row's source>.
   run.distill.image_init = 'normal'  # N(0, 1), as the paper for pretrained.
   run.distill.steps, run.distill.epochs = 10, 3  # 100 images, 30 GD steps.
+  if variant == 'full':
+    run.optim.lr = 0.001  # S-1: Adam, lr 0.001.
+    run.data.sampling = 'epochs'  # Shuffled epochs, as the official loader.
   if variant == 'cpu':
     run.num_iterations = 600
     run.optim.decay_every = 200
@@ -57,6 +62,13 @@ def get_config(variant: str = 'full') -> ml_collections.ConfigDict:
   config.full_target_lr = 2e-4  # Its Adam step size...
   config.full_target_batch_size = 128  # ...and batch.
   config.full_target_models = 10  # Held-out nets fine-tuned for that column.
+  # Outer epochs over each row's target training set, in batches of
+  # run.real_batch_size: they set the row's run.num_iterations (0 = keep it)...
+  config.target_epochs = default.OFFICIAL_EPOCHS if variant == 'full' else 0
+  # ...and epochs between halvings of run.optim.lr, run.optim.decay_every
+  # (0 = keep it).
+  config.target_decay_epochs = (default.OFFICIAL_DECAY_EPOCHS
+                                if variant == 'full' else 0)
   config.baselines = table1.get_config('full').baselines  # Sets and lrs...
   del config.baselines.num_models  # ...tested on the num_models nets above.
   del config.baselines.knn_ks, config.baselines.knn_metrics  # No KNN columns.

@@ -296,6 +296,8 @@ def _table2(config, *,
     _image_fits(config, 'run.', target, f'row {row!r} (target {target!r})')
   _int(config, 'num_models', 1)
   _numbers(config, 'passes', int, 1)
+  _int(config, 'target_epochs', 0)
+  _int(config, 'target_decay_epochs', 0)
   _full_target(config)
   _baselines(config)
 

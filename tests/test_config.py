@@ -9,6 +9,7 @@ import pytest
 
 from configs import cifar10 as cifar10_config
 from configs import mnist as mnist_config
+from configs import table2 as table2_config
 from ddistill import config_checks
 from ddistill.continual import runner as continual_runner
 from ddistill.errors import ConfigError
@@ -58,6 +59,30 @@ def test_paper_variants_match_the_paper(module, init):
     assert d.num_inits == 4
     assert config.eval.num_models == 200
   config_checks.validate(config)
+
+
+@pytest.mark.parametrize('target,train_size,iterations', [
+    ('usps', 7291, 400 * 8), ('mnist', 60000, 400 * 59)])
+def test_table2_full_runs_the_papers_outer_loop(target, train_size,
+                                                iterations):
+  # Table 2 (appendix Figures 6 to 8, S-1; official distill_adapt defaults):
+  # 100 images in 10 steps x 3 epochs from N(0, 1), Adam lr 0.001, 400
+  # epochs of the target's 1,024-image batches, halved every 40.
+  config = table2_config.get_config('full')
+  runs = table2.row_runs(config, target, 'pools/x', train_size)
+  for mode, run in runs.items():
+    assert run.distill.init_mode == f'{mode}_pretrained'
+    assert (run.distill.steps, run.distill.epochs) == (10, 3)
+    assert run.distill.images_per_class == 1  # Per class and step: 100 in all.
+    assert run.distill.image_init == 'normal'
+    assert run.optim.lr == 0.001 and run.optim.b1 == 0.5
+    assert run.real_batch_size == 1024 and run.data.sampling == 'epochs'
+    assert run.num_iterations == iterations
+    assert run.optim.decay_every == iterations // 10
+  # The reduced variant keeps its own outer loop.
+  cpu = table2.row_runs(table2_config.get_config('cpu'), target, 'p',
+                        train_size)['fixed']
+  assert (cpu.num_iterations, cpu.optim.decay_every) == (600, 200)
 
 
 def test_unknown_variant_is_an_error():

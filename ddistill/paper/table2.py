@@ -26,6 +26,43 @@ ROWS = {'mnist_to_usps': ('mnist', 'usps'), 'usps_to_mnist': ('usps', 'mnist'),
         'svhn_to_mnist': ('svhn', 'mnist')}  # row -> (source, target)
 
 
+def row_runs(config: ml_collections.ConfigDict, target: str, pool_dir: str,
+             train_size: int = 0) -> dict[str, ml_collections.ConfigDict]:
+  """Our fixed- and random-pretrained runs of one row.
+
+  train_size: the target's training images; with it, `config.target_epochs`
+  and `target_decay_epochs` (when not 0) set the runs' outer iterations and
+  decay as epochs of run.real_batch_size batches (a last partial batch
+  counted, as the official code's loader has one).
+  """
+  runs = {}
+  for mode in ('fixed', 'random'):
+    run = ml_collections.ConfigDict(config.run.to_dict())
+    run.data.name = target
+    run.distill.init_mode = f'{mode}_pretrained'
+    run.distill.pretrained_dir = pool_dir
+    run.eval.num_models = config.num_models
+    batches = -(-train_size // run.real_batch_size)
+    if train_size and config.target_epochs:
+      run.num_iterations = config.target_epochs * batches
+    if train_size and config.target_decay_epochs:
+      run.optim.decay_every = config.target_decay_epochs * batches
+    runs[mode] = run
+  return runs
+
+
+def _compared(config: dict) -> dict:
+  """What table2's workdir guard compares: target_epochs and
+  target_decay_epochs at 0 (off) as absent, as in workdirs made before
+  they existed."""
+  config = baseline_columns.guard_compare(
+      unread=('num_models', 'knn_ks', 'knn_metrics'))(config)
+  for key in ('target_epochs', 'target_decay_epochs'):
+    if not config.get(key):
+      config.pop(key, None)
+  return config
+
+
 def run_table2(config: ml_collections.ConfigDict, workdir: str,
                fresh: bool = False) -> dict[str, dict[str, dict]]:
   """Runs every row of the table; returns {row: {column: summary}}.
@@ -36,8 +73,7 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
   rows = workdir_lib.names(config.rows)
   workdir_lib.guard(
       workdir, config, fresh, outputs=(*ROWS, 'table2.md', 'table2.csv'),
-      compare=baseline_columns.guard_compare(
-          unread=('num_models', 'knn_ks', 'knn_metrics')))
+      compare=_compared)
   results = {}
   for row in rows:
     source, target = ROWS[row]
@@ -45,17 +81,13 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
     os.makedirs(folder, exist_ok=True)
     pool_dir = workdir_lib.pool_dir(config.pools_dir, source,
                                     f'--config configs/pretrain.py:{source}')
-    runs = {}
-    for mode in ('fixed', 'random'):
-      run = ml_collections.ConfigDict(config.run.to_dict())
-      run.data.name = target
-      run.distill.init_mode = f'{mode}_pretrained'
-      run.distill.pretrained_dir = pool_dir
-      run.eval.num_models = config.num_models
-      runs[mode] = run
+    runs = row_runs(config, target, pool_dir)
+    data, _ = train.load_split_data(runs['random'])  # As the runs see it.
+    if config.target_epochs:
+      runs = row_runs(config, target, pool_dir, len(data.train_images))
+    for mode, run in runs.items():
       results.setdefault(row, {})[f'ours_{mode}'] = train.run_or_load(
           run, os.path.join(folder, f'ours_{mode}'))['test_accuracy']
-    data, _ = train.load_split_data(runs['random'])  # As the runs saw it.
     model, _ = train.build_model(runs['random'], data.num_classes,
                                  data.image_shape)
     apply_fn = train.first_order_apply(runs['random'], model)
