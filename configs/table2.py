@@ -4,11 +4,12 @@ Needs pools from `experiments.pretrain` in `<pools_dir>/<source>/`, e.g.
   python -m experiments.pretrain --config configs/pretrain.py:mnist --workdir POOLS/mnist
   python -m experiments.pretrain --config configs/pretrain.py:usps --workdir POOLS/usps
 then `python -m experiments.table2 --config configs/table2.py --workdir DIR
---config.pools_dir=POOLS`. Variants: `full` (default: the paper's protocol,
-the natural default for a reference implementation: 100 distilled images in
-10 steps x 3 epochs, Adam lr 0.001, 400 epochs of the target's 1,024-image
-batches as the official code's defaults; pools of 200 nets, not 2,000:
-docs/deviations.md; a GPU job), `cpu` (a reduced
+--config.pools_dir=POOLS`. Variants: `full` (default: the paper's table,
+the natural default for a reference implementation; its distillation as the
+paper's: 100 distilled images in 10 steps x 3 epochs, Adam lr 0.001, the
+official code's 400 epochs of the target's 1,024-image batches; pools of 200
+nets, not 2,000, and the other differences in docs/deviations.md; a GPU
+job), `cpu` (a reduced
 protocol for CPUs: pools of 8 + 8 nets, 8 held-out nets, 4 sets, 600
 distillation iterations; docs/paper_results.md), `quick` (smoke). The rows
 are named in ddistill/paper/table2.py (ROWS: row -> source, target).

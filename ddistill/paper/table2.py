@@ -83,7 +83,7 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
                                     f'--config configs/pretrain.py:{source}')
     runs = row_runs(config, target, pool_dir)
     data, _ = train.load_split_data(runs['random'])  # As the runs see it.
-    if config.target_epochs:
+    if config.target_epochs or config.target_decay_epochs:
       runs = row_runs(config, target, pool_dir, len(data.train_images))
     for mode, run in runs.items():
       results.setdefault(row, {})[f'ours_{mode}'] = train.run_or_load(
