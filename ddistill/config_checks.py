@@ -309,6 +309,8 @@ def _table3(config) -> None:
   for row in _names(config, 'rows', transfer.SPECS):
     _image_fits(config, 'run.', row, f'row {row!r}')
   _numbers(config, 'gd_steps', int, 1)
+  _int(config, 'target_epochs', 0)
+  _int(config, 'target_decay_epochs', 0)
   _full_target(config)
   _baselines(config)
 

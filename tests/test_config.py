@@ -10,7 +10,9 @@ import pytest
 from configs import cifar10 as cifar10_config
 from configs import mnist as mnist_config
 from configs import table2 as table2_config
+from configs import table3 as table3_config
 from ddistill import config_checks
+from ddistill.paper import adaptation
 from ddistill.continual import runner as continual_runner
 from ddistill.errors import ConfigError
 from ddistill.paper import baselines
@@ -83,6 +85,23 @@ def test_table2_full_runs_the_papers_outer_loop(target, train_size,
   cpu = table2.row_runs(table2_config.get_config('cpu'), target, 'p',
                         train_size)['fixed']
   assert (cpu.num_iterations, cpu.optim.decay_every) == (600, 200)
+
+
+def test_table3_full_runs_the_official_outer_loop():
+  # Table 3 (official docs/advanced.md: --epochs 200 --decay_epochs 30, batch
+  # 1,024; S-1: Adam lr 0.001), here on a training set of 5,011 images.
+  config = table3_config.get_config('full')
+  run = config.run.copy_and_resolve_references()
+  adaptation.outer_loop_in_epochs(config, run, 5011)
+  assert run.num_iterations == 200 * 5 and run.optim.decay_every == 30 * 5
+  assert run.real_batch_size == 1024 and run.data.sampling == 'epochs'
+  assert run.optim.lr == 0.001
+  assert (run.distill.steps, run.distill.epochs) == (1, 3)
+  # The smoke variant keeps its own.
+  quick = table3_config.get_config('quick')
+  run = quick.run.copy_and_resolve_references()
+  adaptation.outer_loop_in_epochs(quick, run, 5011)
+  assert run.num_iterations == 2
 
 
 def test_unknown_variant_is_an_error():

@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 
 from ddistill import config_checks
+from ddistill.paper import adaptation
 from ddistill.paper import baseline_columns
 from ddistill import evaluate
 from ddistill import pretrained
@@ -30,10 +31,8 @@ def row_runs(config: ml_collections.ConfigDict, target: str, pool_dir: str,
              train_size: int = 0) -> dict[str, ml_collections.ConfigDict]:
   """Our fixed- and random-pretrained runs of one row.
 
-  train_size: the target's training images; with it, `config.target_epochs`
-  and `target_decay_epochs` (when not 0) set the runs' outer iterations and
-  decay as epochs of run.real_batch_size batches (a last partial batch
-  counted, as the official code's loader has one).
+  train_size: the target's training images; with it, the outer loop is set
+  in epochs of them (`adaptation.outer_loop_in_epochs`).
   """
   runs = {}
   for mode in ('fixed', 'random'):
@@ -42,25 +41,15 @@ def row_runs(config: ml_collections.ConfigDict, target: str, pool_dir: str,
     run.distill.init_mode = f'{mode}_pretrained'
     run.distill.pretrained_dir = pool_dir
     run.eval.num_models = config.num_models
-    batches = -(-train_size // run.real_batch_size)
-    if train_size and config.target_epochs:
-      run.num_iterations = config.target_epochs * batches
-    if train_size and config.target_decay_epochs:
-      run.optim.decay_every = config.target_decay_epochs * batches
+    if train_size:
+      adaptation.outer_loop_in_epochs(config, run, train_size)
     runs[mode] = run
   return runs
 
 
 def _compared(config: dict) -> dict:
-  """What table2's workdir guard compares: target_epochs and
-  target_decay_epochs at 0 (off) as absent, as in workdirs made before
-  they existed."""
-  config = baseline_columns.guard_compare(
-      unread=('num_models', 'knn_ks', 'knn_metrics'))(config)
-  for key in ('target_epochs', 'target_decay_epochs'):
-    if not config.get(key):
-      config.pop(key, None)
-  return config
+  return adaptation.without_unset_epochs(baseline_columns.guard_compare(
+      unread=('num_models', 'knn_ks', 'knn_metrics'))(config))
 
 
 def run_table2(config: ml_collections.ConfigDict, workdir: str,
@@ -83,7 +72,7 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
                                     f'--config configs/pretrain.py:{source}')
     runs = row_runs(config, target, pool_dir)
     data, _ = train.load_split_data(runs['random'])  # As the runs see it.
-    if config.target_epochs or config.target_decay_epochs:
+    if adaptation.uses_epochs(config):
       runs = row_runs(config, target, pool_dir, len(data.train_images))
     for mode, run in runs.items():
       results.setdefault(row, {})[f'ours_{mode}'] = train.run_or_load(

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from ddistill import config_checks
+from ddistill.paper import adaptation
 from ddistill.paper import baseline_columns
 from ddistill import pretrained
 from ddistill.paper import tables
@@ -36,9 +37,10 @@ def run_table3(config: ml_collections.ConfigDict, workdir: str,
   workdir_lib.guard(
       workdir, config, fresh,
       outputs=(*transfer.SPECS, 'table3.md', 'table3.csv'),
-      compare=baseline_columns.guard_compare(
-          unread=('num_models', 'selection_models', 'knn_ks',
-                  'knn_metrics')))
+      compare=lambda c: adaptation.without_unset_epochs(
+          baseline_columns.guard_compare(
+              unread=('num_models', 'selection_models', 'knn_ks',
+                      'knn_metrics'))(c)))
   results = {}
   for row in rows:
     folder = os.path.join(workdir, row)
@@ -49,8 +51,9 @@ def run_table3(config: ml_collections.ConfigDict, workdir: str,
     run = ml_collections.ConfigDict(config.run.to_dict())
     run.data.name = row
     run.distill.pretrained_dir = pool_dir
+    data, _ = train.load_split_data(run)  # As the run sees it.
+    adaptation.outer_loop_in_epochs(config, run, len(data.train_images))
     ours = train.run_or_load(run, os.path.join(folder, 'ours'))
-    data, _ = train.load_split_data(run)  # As the run saw it.
     model, _ = train.build_model(run, data.num_classes, data.image_shape)
     apply_fn = train.first_order_apply(run, model)
     pool = pretrained.load_pool(pool_dir, model, data.image_shape)
