@@ -71,8 +71,9 @@ def test_table2_full_runs_the_papers_outer_loop(target, train_size,
   # 100 images in 10 steps x 3 epochs from N(0, 1), Adam lr 0.001, 400
   # epochs of the target's 1,024-image batches, halved every 40.
   config = table2_config.get_config('full')
-  runs = table2.row_runs(config, target, 'pools/x', train_size)
+  runs = table2.row_runs(config, target, 'pools/x')
   for mode, run in runs.items():
+    adaptation.outer_loop_in_epochs(config, run, train_size)
     assert run.distill.init_mode == f'{mode}_pretrained'
     assert (run.distill.steps, run.distill.epochs) == (10, 3)
     assert run.distill.images_per_class == 1  # Per class and step: 100 in all.
@@ -82,8 +83,9 @@ def test_table2_full_runs_the_papers_outer_loop(target, train_size,
     assert run.num_iterations == iterations
     assert run.optim.decay_every == iterations // 10
   # The reduced variant keeps its own outer loop.
-  cpu = table2.row_runs(table2_config.get_config('cpu'), target, 'p',
-                        train_size)['fixed']
+  cpu_config = table2_config.get_config('cpu')
+  cpu = table2.row_runs(cpu_config, target, 'p')['fixed']
+  adaptation.outer_loop_in_epochs(cpu_config, cpu, train_size)
   assert (cpu.num_iterations, cpu.optim.decay_every) == (600, 200)
 
 

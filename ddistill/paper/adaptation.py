@@ -20,13 +20,3 @@ def outer_loop_in_epochs(config: ml_collections.ConfigDict,
   if config.target_decay_epochs:
     run.optim.decay_every = config.target_decay_epochs * batches
 
-
-def uses_epochs(config: ml_collections.ConfigDict) -> bool:
-  return bool(config.target_epochs or config.target_decay_epochs)
-
-
-def without_unset_epochs(config: dict) -> dict:
-  """The table config (as JSON) without its epoch fields where they are 0
-  (off): workdirs made before the fields existed compare equal."""
-  return {k: v for k, v in config.items()
-          if not (k in EPOCH_FIELDS and not v)}

@@ -21,6 +21,7 @@ from ddistill import evaluate
 from ddistill import pretrained
 from ddistill import train
 from ddistill import workdir as workdir_lib
+from ddistill.paper import adaptation
 from ddistill.paper import baselines
 from ddistill.data import datasets
 from ddistill.paper import protocol
@@ -96,9 +97,12 @@ def guard_compare(unread: Sequence[str]) -> Callable[[dict], dict]:
   """What a table's workdir guard compares: its config without its runs
   (each run's workdir guards it) and without the baseline fields `unread`
   that the table never read; its configs held them before session 27 (the
-  KNN fields before session 36), and workdirs made then still resume."""
+  KNN fields before session 36), and workdirs made then still resume. So do
+  those made before Tables 2 and 3 had `adaptation.EPOCH_FIELDS`: at 0
+  (off) they are compared as absent."""
   def compared(config: dict) -> dict:
-    config = train.without_runs(config)
+    config = {k: v for k, v in train.without_runs(config).items()
+              if not (k in adaptation.EPOCH_FIELDS and not v)}
     config['baselines'] = {k: v for k, v in config['baselines'].items()
                            if k not in unread}
     return config

@@ -27,12 +27,10 @@ ROWS = {'mnist_to_usps': ('mnist', 'usps'), 'usps_to_mnist': ('usps', 'mnist'),
         'svhn_to_mnist': ('svhn', 'mnist')}  # row -> (source, target)
 
 
-def row_runs(config: ml_collections.ConfigDict, target: str, pool_dir: str,
-             train_size: int = 0) -> dict[str, ml_collections.ConfigDict]:
-  """Our fixed- and random-pretrained runs of one row.
-
-  train_size: the target's training images; with it, the outer loop is set
-  in epochs of them (`adaptation.outer_loop_in_epochs`).
+def row_runs(config: ml_collections.ConfigDict, target: str,
+             pool_dir: str) -> dict[str, ml_collections.ConfigDict]:
+  """Our fixed- and random-pretrained runs of one row, their outer loop
+  still to be set from the target's size (`adaptation.outer_loop_in_epochs`).
   """
   runs = {}
   for mode in ('fixed', 'random'):
@@ -41,15 +39,8 @@ def row_runs(config: ml_collections.ConfigDict, target: str, pool_dir: str,
     run.distill.init_mode = f'{mode}_pretrained'
     run.distill.pretrained_dir = pool_dir
     run.eval.num_models = config.num_models
-    if train_size:
-      adaptation.outer_loop_in_epochs(config, run, train_size)
     runs[mode] = run
   return runs
-
-
-def _compared(config: dict) -> dict:
-  return adaptation.without_unset_epochs(baseline_columns.guard_compare(
-      unread=('num_models', 'knn_ks', 'knn_metrics'))(config))
 
 
 def run_table2(config: ml_collections.ConfigDict, workdir: str,
@@ -62,7 +53,8 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
   rows = workdir_lib.names(config.rows)
   workdir_lib.guard(
       workdir, config, fresh, outputs=(*ROWS, 'table2.md', 'table2.csv'),
-      compare=_compared)
+      compare=baseline_columns.guard_compare(
+          unread=('num_models', 'knn_ks', 'knn_metrics')))
   results = {}
   for row in rows:
     source, target = ROWS[row]
@@ -72,9 +64,8 @@ def run_table2(config: ml_collections.ConfigDict, workdir: str,
                                     f'--config configs/pretrain.py:{source}')
     runs = row_runs(config, target, pool_dir)
     data, _ = train.load_split_data(runs['random'])  # As the runs see it.
-    if adaptation.uses_epochs(config):
-      runs = row_runs(config, target, pool_dir, len(data.train_images))
     for mode, run in runs.items():
+      adaptation.outer_loop_in_epochs(config, run, len(data.train_images))
       results.setdefault(row, {})[f'ours_{mode}'] = train.run_or_load(
           run, os.path.join(folder, f'ours_{mode}'))['test_accuracy']
     model, _ = train.build_model(runs['random'], data.num_classes,

@@ -37,10 +37,9 @@ def run_table3(config: ml_collections.ConfigDict, workdir: str,
   workdir_lib.guard(
       workdir, config, fresh,
       outputs=(*transfer.SPECS, 'table3.md', 'table3.csv'),
-      compare=lambda c: adaptation.without_unset_epochs(
-          baseline_columns.guard_compare(
-              unread=('num_models', 'selection_models', 'knn_ks',
-                      'knn_metrics'))(c)))
+      compare=baseline_columns.guard_compare(
+          unread=('num_models', 'selection_models', 'knn_ks',
+                  'knn_metrics')))
   results = {}
   for row in rows:
     folder = os.path.join(workdir, row)
