@@ -54,6 +54,8 @@ _PROFILE = flags.DEFINE_string('profile_dir', '', 'If set, writes a jax '
                                 'or more.')
 _REMAT = flags.DEFINE_bool('remat', True, 'Recompute inner steps in the '
                             'backward pass (distill.remat).')
+_REAL_CHUNK = flags.DEFINE_integer('real_chunk', -1, 'Real images per pass '
+                                   '(distill.real_chunk; -1 auto, 0 all).')
 _SCAN_UNROLL = flags.DEFINE_integer('scan_unroll', 1, 'Inner scans\' unroll '
                                     'factor (0 unrolls them fully).')
 _FLOPS = flags.DEFINE_bool('flops', True, 'Count FLOPs (compiles the step '
@@ -67,6 +69,7 @@ def setting_config(setting: str, unroll: int, num_inits: int):
   config.model.first_order_conv_impl = _CONV_FIRST.value
   config.real_batch_size = _BATCH.value
   config.distill.remat = _REMAT.value
+  config.distill.real_chunk = _REAL_CHUNK.value
   if _EPOCHS.value:
     config.distill.epochs = _EPOCHS.value
   if setting == 'b':

@@ -54,6 +54,7 @@ def get_config(variant: str = 'official_fixed') -> ml_collections.ConfigDict:
   config.distill.lr_init = 0.02  # Starting value of every learned inner lr.
   config.distill.batching = 'auto'  # How inits are batched: auto | vmap | map.
   config.distill.remat = True  # Recompute inner steps in the backward pass: memory linear in steps.
+  config.distill.real_chunk = -1  # Real images per pass of the outer loss (same gradient): -1 = auto (128 on CPU, all elsewhere) | 0 = all | n.
   config.distill.label_mode = 'hard'  # hard: fixed class labels | learned: label logits learned with the images (soft labels) | raw: unnormalised label targets learned, started one-hot (Soft-Label DD's code).
   config.distill.label_init_scale = 4.0  # learned: logits start as this times the one-hot (softmax 0.86 on the class, of 10); raw starts at the one-hot.
   config.distill.truncate_window = 0  # Unroll to a random end in [W, T], differentiate its last W steps; 0 = all T = steps * epochs.

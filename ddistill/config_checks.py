@@ -206,6 +206,7 @@ def _run(config, at: str = '', pool_filled_in: bool = False,
   _float(config, at + 'distill.lr_init', 0.0)
   _choice(config, at + 'distill.batching', ('auto',) + distill.BATCHINGS)
   _choice(config, at + 'distill.remat', (True, False))
+  _int(config, at + 'distill.real_chunk', -1)
   _choice(config, at + 'distill.label_mode', distill.LABEL_MODES)
   _float(config, at + 'distill.label_init_scale', 0.0)
   window = _int(config, at + 'distill.truncate_window', 0)

@@ -192,17 +192,93 @@ def train_truncated(apply_fn: ApplyFn, params: Params,
   return params
 
 
+# XLA:CPU allocates each execution's scratch anew; above glibc's mmap
+# threshold (32 MB at most) it is mapped and page-faulted afresh every
+# iteration. 128 real images at a time keep LeNet's real pass below it
+# (benchmarks/README.md, session 42).
+CPU_REAL_CHUNK = 128
+
+
+def real_chunk_size(requested: int) -> int:
+  """distill.real_chunk resolved: -1 (auto) is CPU_REAL_CHUNK on CPU, else 0
+  (the whole batch in one pass: GPU and TPU allocators reuse their memory)."""
+  if requested >= 0:
+    return requested
+  return CPU_REAL_CHUNK if jax.default_backend() == 'cpu' else 0
+
+
+def real_loss(apply_fn: ApplyFn, params: Params, x_BxHxWxC: jax.Array,
+              labels_B: jax.Array, chunk: int = 0,
+              unroll: int | bool = 1) -> jax.Array:
+  """Mean cross-entropy of the net `params` on the real batch.
+
+  chunk: 0 runs the batch in one pass; n > 0 runs it n images at a time and
+  sums (the last pass takes the remainder). The chunked loss is
+  differentiated with respect to `params` only: the real images are data.
+  Its gradient is computed with the loss, chunk by chunk, so no pass keeps
+  more than n images' activations; it is the same gradient up to rounding.
+  `unroll` is passed to the loop over chunks (True: for FLOP counts).
+  """
+  if not chunk or x_BxHxWxC.shape[0] <= chunk:
+    return cross_entropy(apply_fn(params, x_BxHxWxC), labels_B)
+  return _chunked_real_loss(apply_fn, chunk, unroll, params,
+                            jax.lax.stop_gradient(x_BxHxWxC), labels_B)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _chunked_real_loss(apply_fn, chunk, unroll, params, x_BxHxWxC, labels_B):
+  del chunk, unroll  # Only the gradient needs the chunks.
+  return cross_entropy(apply_fn(params, x_BxHxWxC), labels_B)
+
+
+def _chunked_real_loss_fwd(apply_fn, chunk, unroll, params, x_BxHxWxC,
+                           labels_B):
+  """(loss, its gradient wrt params), summed over chunks of the batch."""
+  batch = x_BxHxWxC.shape[0]
+
+  def weighted(x, labels):  # This chunk's share of the batch's mean.
+    loss_fn = lambda p: cross_entropy(apply_fn(p, x), labels)
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    share = x.shape[0] / batch
+    return share * loss, jax.tree.map(lambda g: share * g, grads)
+
+  def add(total, xy):
+    return jax.tree.map(jnp.add, total, weighted(*xy)), None
+
+  whole = batch // chunk * chunk
+  in_chunks = lambda a: a[:whole].reshape(-1, chunk, *a.shape[1:])
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
+      weighted, x_BxHxWxC[:chunk], labels_B[:chunk]))
+  total, _ = jax.lax.scan(add, zeros,
+                          (in_chunks(x_BxHxWxC), in_chunks(labels_B)),
+                          unroll=unroll)
+  if whole < batch:
+    total = jax.tree.map(jnp.add, total,
+                         weighted(x_BxHxWxC[whole:], labels_B[whole:]))
+  return total  # The loss, and the gradient as the residual for bwd.
+
+
+def _chunked_real_loss_bwd(apply_fn, chunk, unroll, grads, g):
+  del apply_fn, chunk, unroll
+  return jax.tree.map(lambda a: g * a, grads), None, None
+
+
+_chunked_real_loss.defvjp(_chunked_real_loss_fwd, _chunked_real_loss_bwd)
+
+
 def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
                real_y: jax.Array, *, apply_fn: ApplyFn, labels_SxN: jax.Array,
                remat: bool = True, unroll: int | bool = 1,
                real_apply_fn: Optional[ApplyFn] = None,
                truncate_window: int = 0,
-               end_step: Optional[jax.Array] = None) -> jax.Array:
+               end_step: Optional[jax.Array] = None,
+               real_chunk: int = 0) -> jax.Array:
   """Loss on real data of a net trained from `params0` on the distilled set.
 
   real_apply_fn: the same network, applied to the real batch (default
   `apply_fn`). That pass is differentiated once, the inner steps twice, so
   each may use the implementation fastest for it (layers.CONV_IMPLS).
+  real_chunk: real images per pass of that network (`real_loss`; 0: all).
   truncate_window: 0 trains through all T steps; W > 0 trains through the
   first `end_step` (default T) and differentiates the last W of them
   (`train_truncated`).
@@ -216,8 +292,8 @@ def outer_loss(distilled: Distilled, params0: Params, real_x: jax.Array,
   else:
     params = train_on_distilled(apply_fn, params0, distilled['images'],
                                 labels, lrs_T, remat, unroll)
-  real_apply_fn = real_apply_fn or apply_fn
-  return cross_entropy(real_apply_fn(params, real_x), real_y)
+  return real_loss(real_apply_fn or apply_fn, params, real_x, real_y,
+                   real_chunk, unroll)
 
 
 def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
@@ -228,7 +304,8 @@ def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
                     real_apply_fn: Optional[ApplyFn] = None,
                     truncate_window: int = 0,
                     end_step: Optional[jax.Array] = None,
-                    augment_images: Optional[Callable] = None) -> jax.Array:
+                    augment_images: Optional[Callable] = None,
+                    real_chunk: int = 0) -> jax.Array:
   """`outer_loss` averaged over the stacked inits `params0_I` (axis 0).
 
   num_valid: average over the first `num_valid` inits only; the rest are
@@ -252,7 +329,7 @@ def mean_outer_loss(distilled: Distilled, params0_I: Params, real_x: jax.Array,
                               labels_SxN=labels_SxN, remat=remat,
                               unroll=unroll, real_apply_fn=real_apply_fn,
                               truncate_window=truncate_window,
-                              end_step=end_step)
+                              end_step=end_step, real_chunk=real_chunk)
   if batching == 'vmap':
     losses_I = jax.vmap(loss_fn, in_axes=0)(params0_I)
   elif batching == 'map':
@@ -281,8 +358,8 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
                augment: Optional[Callable] = None,
                truncate_window: int = 0,
                siamese_augment: Optional[Callable] = None,
-               ema: Optional[optax.GradientTransformation] = None
-               ) -> tuple[dict, dict]:
+               ema: Optional[optax.GradientTransformation] = None,
+               real_chunk: int = 0) -> tuple[dict, dict]:
   """One outer iteration: real minibatch, meta-gradient, optimizer update.
 
   state: {'distilled': ..., 'opt_state': ..., 'step': iteration ('step' is
@@ -296,6 +373,7 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
   key to the real batch and to the distilled images (DSA, augment.DSA).
   ema: a moving average of the distilled set (`optax.ema`), kept in the
   state as 'ema' (the debiased average) and 'ema_state'.
+  real_chunk: real images per pass of the outer loss (`real_loss`; 0: all).
   """
   if augment is not None:
     key, k_augment = jax.random.split(key)
@@ -322,7 +400,8 @@ def train_step(state: dict, params0_I: Params, train_x: jax.Array,
       apply_fn=apply_fn, labels_SxN=labels_SxN, batching=batching,
       remat=remat, unroll=unroll, num_valid=num_valid,
       real_apply_fn=real_apply_fn, truncate_window=truncate_window,
-      end_step=end_step, augment_images=augment_images)
+      end_step=end_step, augment_images=augment_images,
+      real_chunk=real_chunk)
   return apply_meta_gradient(state, loss, grads, optimizer, ema)
 
 

@@ -186,7 +186,7 @@ def evaluate_distilled_file(config: ml_collections.ConfigDict, path: str,
 # results are reused, under other values of these (say, on another backend,
 # or saved before the field existed).
 HOW_NOT_WHAT = {'model': ('conv_impl', 'first_order_conv_impl'),
-                'distill': ('batching', 'remat')}
+                'distill': ('batching', 'remat', 'real_chunk')}
 # Fields added after runs were saved, with the value those runs used: a saved
 # config without one matches a config that holds that value.
 ADDED_LATER = {'data': {'augment': 'none', 'sampling': 'iid',
@@ -316,7 +316,9 @@ def build_program(config: ml_collections.ConfigDict, num_classes: int,
                         truncate_window=dc.truncate_window,
                         siamese_augment=augment.from_spec(
                             dc.dsa, dc.dsa_strength, dc.dsa_mode),
-                        ema=ema, **real_batch_fns(config, num_examples)),
+                        ema=ema,
+                        real_chunk=distill.real_chunk_size(dc.real_chunk),
+                        **real_batch_fns(config, num_examples)),
       in_shardings=(rep, inits_sharding, rep, rep, rep),
       out_shardings=(rep, rep))
   return Program(model, apply_fn, first_order_apply_fn, num_classes,

@@ -73,6 +73,32 @@ def test_unknown_batching_is_an_error():
                             batching='pmap')
 
 
+@pytest.mark.parametrize('batching', distill.BATCHINGS)
+def test_real_batch_in_chunks_gives_the_same_loss_and_meta_gradients(
+    batching):
+  # 16 real images: chunks of 5 end in one of 1; 16 or more is one pass.
+  model, params0_I, labels, distilled, x, y = _problem()
+  def loss_and_grads(chunk):
+    loss_fn = functools.partial(
+        distill.mean_outer_loss, real_x=x, real_y=y, batching=batching,
+        apply_fn=models.Apply(model), labels_SxN=labels, real_chunk=chunk)
+    return jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I)
+  _assert_same_losses_and_grads([loss_and_grads(c) for c in (0, 5, 8, 16)])
+
+
+def test_real_batch_in_chunks_needs_a_fraction_of_the_scratch():
+  model, params0_I, labels, distilled, _, _ = _problem()
+  x = jnp.zeros((1024, 28, 28, 1))
+  y = jnp.zeros((1024,), jnp.int32)
+  def scratch_bytes(chunk):
+    grad_fn = jax.jit(jax.grad(functools.partial(
+        distill.mean_outer_loss, apply_fn=models.Apply(model),
+        labels_SxN=labels, real_chunk=chunk)))
+    compiled = grad_fn.lower(distilled, params0_I, x, y).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+  assert scratch_bytes(128) < scratch_bytes(0) / 4
+
+
 def _assert_same_losses_and_grads(results):
   """Every (loss, grads) pair matches the first, gradients to their scale."""
   (loss_ref, grads_ref), *others = results

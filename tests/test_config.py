@@ -127,6 +127,7 @@ def test_unknown_variant_is_an_error():
     ('distill.image_init', 'zeros', r'config.distill.image_init'),
     ('distill.lr_init', 0.0, r'config.distill.lr_init = 0.0'),
     ('distill.batching', 'pmap', r'config.distill.batching'),
+    ('distill.real_chunk', -2, r'config.distill.real_chunk = -2 must be an'),
     ('optim.lr', -0.1, r'config.optim.lr'),
     ('optim.b1', 1.5, r'config.optim.b1'),
     ('optim.b1', 1.0, r'config.optim.b1 = 1.0 must be a number in \[0, 1\)'),

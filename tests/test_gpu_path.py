@@ -1,8 +1,9 @@
 """The choices made on GPU and TPU, forced on CPU, compute what CPU's do.
 
 On an accelerator the engine runs XLA's convolutions, `vmap`s the inits of an
-iteration, and trains held-out models in vmapped chunks of 16; on CPU it
-picks its own conv paths, `lax.map` and one model at a time. These tests run
+iteration, passes the real batch in one go, and trains held-out models in
+vmapped chunks of 16; on CPU it picks its own conv paths, `lax.map`, the real
+batch in chunks (`distill.real_loss`) and one model at a time. These tests run
 both on CPU and compare the outer loss, the meta-gradients and the held-out
 accuracies.
 """
@@ -36,15 +37,18 @@ def _meta_step(choice, x, y, num_inits=4):
   loss_fn = functools.partial(
       distill.mean_outer_loss, apply_fn=models.Apply(inner),
       labels_SxN=labels, batching=choice['batching'],
-      real_apply_fn=models.Apply(first))
+      real_apply_fn=models.Apply(first), real_chunk=choice['real_chunk'])
   return jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I, x[:256],
                                               y[:256])
 
 
 def test_gpu_choices_give_the_cpu_meta_gradient(mnist):
   x, y = mnist.train_images[:2048], mnist.train_labels[:2048]
-  gpu = {'conv_impl': 'xla', 'first_order': 'xla', 'batching': 'vmap'}
-  cpu = {'conv_impl': 'auto', 'first_order': 'auto', 'batching': 'map'}
+  gpu = {'conv_impl': 'xla', 'first_order': 'xla', 'batching': 'vmap',
+         'real_chunk': 0}
+  # 256 real images: two chunks of CPU's 128.
+  cpu = {'conv_impl': 'auto', 'first_order': 'auto', 'batching': 'map',
+         'real_chunk': distill.CPU_REAL_CHUNK}
   (loss_g, grads_g), (loss_c, grads_c) = (_meta_step(c, x, y)
                                           for c in (gpu, cpu))
   np.testing.assert_allclose(loss_g, loss_c, rtol=1e-5)
