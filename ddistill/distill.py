@@ -192,10 +192,10 @@ def train_truncated(apply_fn: ApplyFn, params: Params,
   return params
 
 
-# XLA:CPU allocates each execution's scratch anew; above glibc's mmap
-# threshold (32 MB at most) it is mapped and page-faulted afresh every
-# iteration. 128 real images at a time keep LeNet's real pass below it
-# (benchmarks/README.md, session 42).
+# XLA:CPU allocates each execution's scratch anew, and glibc maps an
+# allocation of tens of MB afresh each time, so every page of it faults again
+# every iteration. 128 real images at a time keep LeNet's real pass small
+# enough to be reused (benchmarks/README.md, session 42).
 CPU_REAL_CHUNK = 128
 
 
@@ -212,17 +212,21 @@ def real_loss(apply_fn: ApplyFn, params: Params, x_BxHxWxC: jax.Array,
               unroll: int | bool = 1) -> jax.Array:
   """Mean cross-entropy of the net `params` on the real batch.
 
-  chunk: 0 runs the batch in one pass; n > 0 runs it n images at a time and
-  sums (the last pass takes the remainder). The chunked loss is
-  differentiated with respect to `params` only: the real images are data.
-  Its gradient is computed with the loss, chunk by chunk, so no pass keeps
-  more than n images' activations; it is the same gradient up to rounding.
-  `unroll` is passed to the loop over chunks (True: for FLOP counts).
+  The real images are data: no gradient flows to them. chunk: 0 runs the
+  batch in one pass; n > 0 runs it n images at a time and sums (the last
+  pass takes the remainder), computing the gradient with respect to
+  `params` with the loss, chunk by chunk, so no pass keeps more than n
+  images' activations: the same gradient up to rounding. unroll=True unrolls
+  the loop over chunks too (for FLOP counts).
   """
+  if chunk < 0:
+    raise ValueError(f'real batch chunk {chunk} < 0; resolve distill.'
+                     'real_chunk = -1 (auto) with real_chunk_size first')
+  x_BxHxWxC = jax.lax.stop_gradient(x_BxHxWxC)
   if not chunk or x_BxHxWxC.shape[0] <= chunk:
     return cross_entropy(apply_fn(params, x_BxHxWxC), labels_B)
-  return _chunked_real_loss(apply_fn, chunk, unroll, params,
-                            jax.lax.stop_gradient(x_BxHxWxC), labels_B)
+  return _chunked_real_loss(apply_fn, chunk, unroll is True, params,
+                            x_BxHxWxC, labels_B)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
@@ -236,25 +240,28 @@ def _chunked_real_loss_fwd(apply_fn, chunk, unroll, params, x_BxHxWxC,
   """(loss, its gradient wrt params), summed over chunks of the batch."""
   batch = x_BxHxWxC.shape[0]
 
-  def weighted(x, labels):  # This chunk's share of the batch's mean.
-    loss_fn = lambda p: cross_entropy(apply_fn(p, x), labels)
+  def share_of_mean(x_CxHxWxC, labels_C):  # One chunk's part of the batch's.
+    loss_fn = lambda p: cross_entropy(apply_fn(p, x_CxHxWxC), labels_C)
     loss, grads = jax.value_and_grad(loss_fn)(params)
-    share = x.shape[0] / batch
+    share = x_CxHxWxC.shape[0] / batch
     return share * loss, jax.tree.map(lambda g: share * g, grads)
 
-  def add(total, xy):
-    return jax.tree.map(jnp.add, total, weighted(*xy)), None
+  def add(total, chunk_xy):
+    return jax.tree.map(jnp.add, total, share_of_mean(*chunk_xy)), None
 
   whole = batch // chunk * chunk
-  in_chunks = lambda a: a[:whole].reshape(-1, chunk, *a.shape[1:])
+
+  def in_chunks(a_BxD):
+    return a_BxD[:whole].reshape(-1, chunk, *a_BxD.shape[1:])
+
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
-      weighted, x_BxHxWxC[:chunk], labels_B[:chunk]))
+      share_of_mean, x_BxHxWxC[:chunk], labels_B[:chunk]))
   total, _ = jax.lax.scan(add, zeros,
                           (in_chunks(x_BxHxWxC), in_chunks(labels_B)),
-                          unroll=unroll)
+                          unroll=unroll or 1)
   if whole < batch:
     total = jax.tree.map(jnp.add, total,
-                         weighted(x_BxHxWxC[whole:], labels_B[whole:]))
+                         share_of_mean(x_BxHxWxC[whole:], labels_B[whole:]))
   return total  # The loss, and the gradient as the residual for bwd.
 
 

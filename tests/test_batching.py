@@ -5,9 +5,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import mnist as mnist_config
+from ddistill import augment
 from ddistill import distill
 from ddistill import evaluate
 from ddistill import inits
@@ -84,6 +86,27 @@ def test_real_batch_in_chunks_gives_the_same_loss_and_meta_gradients(
         apply_fn=models.Apply(model), labels_SxN=labels, real_chunk=chunk)
     return jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I)
   _assert_same_losses_and_grads([loss_and_grads(c) for c in (0, 5, 8, 16)])
+
+
+def test_real_batch_in_chunks_under_labels_truncation_and_dsa():
+  # One outer iteration through train_step with learned labels, a truncated
+  # unroll and Siamese augmentation: chunks of 5 (of 16) change nothing. SGD
+  # with lr 1 makes the update the meta-gradient itself (Adam's would hide a
+  # wrong scale).
+  model, params0_I, labels, distilled, x, y = _problem()
+  distilled = {**distilled, **distill.init_labels('learned', labels, 10, 4.0)}
+  optimizer = optax.sgd(1.0)
+  state = {'distilled': distilled, 'opt_state': optimizer.init(distilled),
+           'step': 0}
+  def one_step(chunk):
+    step = jax.jit(functools.partial(
+        distill.train_step, apply_fn=models.Apply(model), labels_SxN=labels,
+        optimizer=optimizer, batch_size=16, truncate_window=1,
+        siamese_augment=augment.from_spec('crop,flip,color'),
+        real_chunk=chunk))
+    new_state, metrics = step(state, params0_I, x, y, jax.random.key(7))
+    return metrics['loss'], new_state['distilled']
+  _assert_same_losses_and_grads([one_step(0), one_step(5)])
 
 
 def test_real_batch_in_chunks_needs_a_fraction_of_the_scratch():
