@@ -389,6 +389,7 @@ def _continual(config, *, methods: Collection[str],
   _optim(config, d)
   _int(config, d + 'num_inits', 1)
   _int(config, d + 'batch_size', 1)
+  _int(config, d + 'real_chunk', -1)
   _int(config, d + 'iterations', 1)
 
 

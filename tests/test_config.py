@@ -270,6 +270,8 @@ def test_adam_b1_of_one_is_refused_in_every_config(name, field):
     ('continual', 'seeds', '0,-1', "config.seeds = '0,-1'"),
     ('continual', 'learner.distill.gd_steps', 0,
      'config.learner.distill.gd_steps = 0'),
+    ('continual', 'learner.distill.real_chunk', -2,
+     'config.learner.distill.real_chunk = -2'),
     ('pretrain', 'epochs', 0, 'config.epochs = 0'),
     ('table2', 'pools_dir', '', 'config.pools_dir is empty'),
     ('table3', 'full_target_batch_size', 0, 'config.full_target_batch_size'),

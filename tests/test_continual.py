@@ -211,6 +211,8 @@ def test_workdir_of_another_setup_is_refused_unless_fresh(tmp_path):
   os.makedirs(tmp_path / 'memories')
   config.seeds, config.gem_margins = '0,1,2,3', '0.5'  # More runs: allowed.
   runner.check_workdir(config, workdir)
+  config.learner.distill.real_chunk = 0  # How, not what: allowed.
+  runner.check_workdir(config, workdir)
   config.learner.distill.gd_steps = 50  # Cached memories would be stale.
   with pytest.raises(errors.WorkdirConflict, match='--fresh'):
     runner.run_continual(config, workdir)

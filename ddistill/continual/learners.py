@@ -105,7 +105,9 @@ def distilled_memory(task: streams.Task, key: jax.Array, model,
     return distill.train_step(state, params0_I, x, y, k_batch,
                               apply_fn=apply_fn, labels_SxN=labels_1xN,
                               optimizer=optimizer,
-                              batch_size=min(dc.batch_size, len(x)))
+                              batch_size=min(dc.batch_size, len(x)),
+                              real_chunk=distill.real_chunk_size(
+                                  dc.real_chunk))
 
   state = {'distilled': d, 'opt_state': optimizer.init(d)}
   losses = []

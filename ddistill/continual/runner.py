@@ -89,8 +89,15 @@ OUTPUTS = ('runs.json', 'results.json', 'memories')
 
 
 def _setup(config: dict) -> dict:
-  """A config (JSON) without its grid fields."""
-  return {k: v for k, v in config.items() if k not in GRID_FIELDS}
+  """A config (JSON) without its grid fields, nor the memory distillation's
+  real_chunk (how, not what: the same gradient; older setups lack it)."""
+  setup = {k: v for k, v in config.items() if k not in GRID_FIELDS}
+  distill = setup.get('learner', {}).get('distill')
+  if isinstance(distill, dict):
+    setup['learner'] = dict(setup['learner'],
+                            distill={k: v for k, v in distill.items()
+                                     if k != 'real_chunk'})
+  return setup
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str,
