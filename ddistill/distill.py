@@ -201,7 +201,11 @@ CPU_REAL_CHUNK = 128
 
 def real_chunk_size(requested: int) -> int:
   """distill.real_chunk resolved: -1 (auto) is CPU_REAL_CHUNK on CPU, else 0
-  (the whole batch in one pass: GPU and TPU allocators reuse their memory)."""
+  (the whole batch in one pass: GPU and TPU allocators reuse their memory);
+  n >= 0 is kept."""
+  if requested < -1:
+    raise ValueError(f'real_chunk = {requested}: -1 (auto), 0 (all) or a '
+                     'number of images')
   if requested >= 0:
     return requested
   return CPU_REAL_CHUNK if jax.default_backend() == 'cpu' else 0
@@ -212,26 +216,35 @@ def real_loss(apply_fn: ApplyFn, params: Params, x_BxHxWxC: jax.Array,
               unroll: int | bool = 1) -> jax.Array:
   """Mean cross-entropy of the net `params` on the real batch.
 
-  The real images are data: no gradient flows to them. chunk: 0 runs the
-  batch in one pass; n > 0 runs it n images at a time and sums (the last
-  pass takes the remainder), computing the gradient with respect to
-  `params` with the loss, chunk by chunk, so no pass keeps more than n
-  images' activations: the same gradient up to rounding. unroll=True unrolls
-  the loop over chunks too (for FLOP counts).
+  The real batch (images and labels) is data: no gradient flows to it.
+  chunk: 0 runs the batch in one pass; n > 0 computes the gradient with
+  respect to `params` n images at a time (the last pass takes the
+  remainder) and sums, so no pass keeps more than n images' activations:
+  the same gradient up to rounding, as long as `apply_fn` treats each image
+  on its own (no batch statistics), as every model here does. Only
+  reverse-mode gradients chunk: the value alone runs in one pass, and
+  forward mode (jvp) raises. `apply_fn` must not close over values being
+  differentiated. unroll=True unrolls the loop over chunks too (for FLOP
+  counts).
   """
   if chunk < 0:
-    raise ValueError(f'real batch chunk {chunk} < 0; resolve distill.'
-                     'real_chunk = -1 (auto) with real_chunk_size first')
+    raise ValueError(f'real batch chunk {chunk} < 0; resolve real_chunk = '
+                     '-1 (auto) with real_chunk_size first')
   x_BxHxWxC = jax.lax.stop_gradient(x_BxHxWxC)
+  labels_B = jax.lax.stop_gradient(labels_B)
   if not chunk or x_BxHxWxC.shape[0] <= chunk:
     return cross_entropy(apply_fn(params, x_BxHxWxC), labels_B)
   return _chunked_real_loss(apply_fn, chunk, unroll is True, params,
                             x_BxHxWxC, labels_B)
 
 
+# A scan over chunks under the outer jax.grad would keep every chunk's
+# activations for the backward pass. This custom VJP computes the weight
+# gradient chunk by chunk in the forward pass and keeps only it (the size of
+# the params) as the residual.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _chunked_real_loss(apply_fn, chunk, unroll, params, x_BxHxWxC, labels_B):
-  del chunk, unroll  # Only the gradient needs the chunks.
+  del chunk, unroll  # The value alone runs in one pass; the VJP chunks.
   return cross_entropy(apply_fn(params, x_BxHxWxC), labels_B)
 
 
@@ -240,10 +253,12 @@ def _chunked_real_loss_fwd(apply_fn, chunk, unroll, params, x_BxHxWxC,
   """(loss, its gradient wrt params), summed over chunks of the batch."""
   batch = x_BxHxWxC.shape[0]
 
-  def share_of_mean(x_CxHxWxC, labels_C):  # One chunk's part of the batch's.
-    loss_fn = lambda p: cross_entropy(apply_fn(p, x_CxHxWxC), labels_C)
+  def share_of_mean(x_nxHxWxC, labels_n):
+    # (n / B) x the chunk's mean = the chunk's sum / B: its share of the
+    # batch's mean loss and gradient.
+    loss_fn = lambda p: cross_entropy(apply_fn(p, x_nxHxWxC), labels_n)
     loss, grads = jax.value_and_grad(loss_fn)(params)
-    share = x_CxHxWxC.shape[0] / batch
+    share = x_nxHxWxC.shape[0] / batch
     return share * loss, jax.tree.map(lambda g: share * g, grads)
 
   def add(total, chunk_xy):
@@ -267,7 +282,8 @@ def _chunked_real_loss_fwd(apply_fn, chunk, unroll, params, x_BxHxWxC,
 
 def _chunked_real_loss_bwd(apply_fn, chunk, unroll, grads, g):
   del apply_fn, chunk, unroll
-  return jax.tree.map(lambda a: g * a, grads), None, None
+  return (jax.tree.map(lambda a: (g * a).astype(a.dtype), grads), None,
+          None)
 
 
 _chunked_real_loss.defvjp(_chunked_real_loss_fwd, _chunked_real_loss_bwd)

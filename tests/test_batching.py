@@ -88,6 +88,30 @@ def test_real_batch_in_chunks_gives_the_same_loss_and_meta_gradients(
   _assert_same_losses_and_grads([loss_and_grads(c) for c in (0, 5, 8, 16)])
 
 
+def test_real_batch_in_unrolled_chunks_gives_the_same_gradients():
+  # unroll=True (benchmarks/outer_step.py's FLOP count) unrolls the chunks.
+  model, params0_I, labels, distilled, x, y = _problem()
+  def loss_and_grads(chunk):
+    loss_fn = functools.partial(
+        distill.mean_outer_loss, real_x=x, real_y=y, unroll=True,
+        apply_fn=models.Apply(model), labels_SxN=labels, real_chunk=chunk)
+    return jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I)
+  _assert_same_losses_and_grads([loss_and_grads(c) for c in (0, 5)])
+
+
+def test_real_chunk_auto_and_bad_values():
+  assert jax.default_backend() == 'cpu'
+  assert distill.real_chunk_size(-1) == distill.CPU_REAL_CHUNK
+  assert distill.real_chunk_size(0) == 0
+  assert distill.real_chunk_size(7) == 7
+  with pytest.raises(ValueError, match='real_chunk = -2'):
+    distill.real_chunk_size(-2)
+  model, params0_I, _, _, x, y = _problem()
+  params = jax.tree.map(lambda a: a[0], params0_I)
+  with pytest.raises(ValueError, match='real batch chunk -1 < 0'):
+    distill.real_loss(models.Apply(model), params, x, y, chunk=-1)
+
+
 def test_real_batch_in_chunks_under_labels_truncation_and_dsa():
   # One outer iteration through train_step with learned labels, a truncated
   # unroll and Siamese augmentation: chunks of 5 (of 16) change nothing. SGD

@@ -1,5 +1,6 @@
 """Continual learning: streams, GEM's projection, and the learners."""
 
+import json
 import os
 
 import jax
@@ -211,7 +212,13 @@ def test_workdir_of_another_setup_is_refused_unless_fresh(tmp_path):
   os.makedirs(tmp_path / 'memories')
   config.seeds, config.gem_margins = '0,1,2,3', '0.5'  # More runs: allowed.
   runner.check_workdir(config, workdir)
-  config.learner.distill.real_chunk = 0  # How, not what: allowed.
+  config.learner.distill.real_chunk = 0  # How, not what: allowed...
+  runner.check_workdir(config, workdir)
+  with open(tmp_path / 'setup.json') as f:
+    saved = json.load(f)
+  del saved['learner']['distill']['real_chunk']  # ...as is its absence.
+  with open(tmp_path / 'setup.json', 'w') as f:
+    json.dump(saved, f)
   runner.check_workdir(config, workdir)
   config.learner.distill.gd_steps = 50  # Cached memories would be stale.
   with pytest.raises(errors.WorkdirConflict, match='--fresh'):

@@ -79,7 +79,8 @@ def distilled_memory(task: streams.Task, key: jax.Array, model,
 
   Random inits each iteration (the model's Xavier init), one batch of images
   applied for dc.gd_steps GD steps with learned lrs, with the engine's
-  optimizer. The images carry the task's own labels, and the logits are
+  optimizer (its real batch in chunks of dc.real_chunk). The images carry
+  the task's own labels, and the logits are
   masked to the task's classes (of the model's `num_classes`), as the
   learners that replay the memory mask them. Returns the images, their
   labels and the outer loss of every iteration.
@@ -97,6 +98,7 @@ def distilled_memory(task: streams.Task, key: jax.Array, model,
   optimizer = distill.make_optimizer(dc.optim.lr, dc.optim.b1,
                                      dc.optim.decay_every,
                                      dc.optim.decay_factor)
+  real_chunk = distill.real_chunk_size(dc.real_chunk)
 
   @jax.jit
   def step(state, it):
@@ -106,8 +108,7 @@ def distilled_memory(task: streams.Task, key: jax.Array, model,
                               apply_fn=apply_fn, labels_SxN=labels_1xN,
                               optimizer=optimizer,
                               batch_size=min(dc.batch_size, len(x)),
-                              real_chunk=distill.real_chunk_size(
-                                  dc.real_chunk))
+                              real_chunk=real_chunk)
 
   state = {'distilled': d, 'opt_state': optimizer.init(d)}
   losses = []
