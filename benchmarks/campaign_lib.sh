@@ -46,6 +46,22 @@ collect() {  # Copies each run's outputs to OUTDIR, flat: <run>.<file>.
     [ -f "$run/info.json" ] && cp "$run/info.json" "$OUTDIR/$(basename "$run").info.json"
   done
   ls "$WORKDIR/done" > "$OUTDIR/stages_done.txt"
+  if [ -f "$WORKDIR/seconds.tsv" ]; then
+    cp "$WORKDIR/seconds.tsv" "$OUTDIR/"
+    seconds_summary > "$OUTDIR/seconds.txt"
+  fi
+}
+
+# The ledger WORKDIR/seconds.tsv has one line per call of a stage: name, UTC
+# start, seconds, exit status. It travels with the state, so a stage's time
+# is summed over every call and session that ran it (issue 21's "stages 1
+# to 3 within 45 minutes of GPU time" is the sum of theirs).
+seconds_summary() {  # Seconds per stage over all calls, in the order run.
+  awk -F'\t' '!($1 in s) {order[n++] = $1} {s[$1] += $3; c[$1]++}
+    END {for (i = 0; i < n; i++) {
+           k = order[i]; t += s[k]
+           printf "%s\t%d s\t%d call(s)\n", k, s[k], c[k]}
+         printf "all\t%d s\n", t}' "$WORKDIR/seconds.tsv"
 }
 
 # stage NAME COMMAND...: runs COMMAND unless NAME is done, within the budget.
@@ -75,9 +91,13 @@ stage() {
     >> "$log"
   # On SIGTERM a distillation run saves the iteration in progress and ends
   # (ddistill/preemption.py); whatever is still running 20 s later is killed.
+  local t0
+  t0=$(date +%s)
   timeout --signal=TERM --kill-after=20 "$budget" "$@" \
     >> "$log" 2>&1
   local rc=$?
+  printf '%s\t%s\t%d\t%d\n' "$name" "$(date -u -d "@$t0" +%FT%TZ)" \
+    $(($(date +%s) - t0)) "$rc" >> "$WORKDIR/seconds.tsv"
   if [ $rc -eq 0 ]; then
     touch "$WORKDIR/done/$name"
     echo "campaign: stage $name done"

@@ -9,7 +9,8 @@
 # marker in WORKDIR/done/), and a run cut off mid-way resumes from its last
 # checkpoint. Logs, results.json, metrics.jsonl and the PNGs of every stage are
 # copied to OUTDIR (flat names, so the device tool brings them back) after each
-# stage and when the budget runs out.
+# stage and when the budget runs out, with the ledger of seconds each stage
+# took over all calls (seconds.tsv, seconds.txt; see campaign_lib.sh).
 #
 # Exit status: 0 every stage done (or skipped); 75 the budget ran out (run
 # again); 1 a stage failed (its log's last lines are printed).

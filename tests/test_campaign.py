@@ -65,7 +65,7 @@ def test_a_stage_resumed_over_calls_keeps_each_calls_log(tmp_path):
     return subprocess.run(['bash', '-c', script], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
-  first = call('echo first call; exit 124')
+  first = call('echo first call; sleep 1; exit 124')
   assert first.returncode == 75, first.stdout + first.stderr
   assert not (tmp_path / 'work' / 'done' / 's1').exists()
   second = call('echo second call')
@@ -76,6 +76,17 @@ def test_a_stage_resumed_over_calls_keeps_each_calls_log(tmp_path):
       'first call', 'second call']
   assert sum(l.startswith('campaign: call of ') for l in log) == 2
   assert (tmp_path / 'out' / 's1.log').read_text().splitlines() == log
+  # Each call's seconds go to the ledger, summed per stage over the calls.
+  third = call('echo done already')  # s1 is done: no call, no line.
+  assert third.returncode == 0, third.stdout + third.stderr
+  ledger = [l.split('\t') for l in
+            (tmp_path / 'out' / 'seconds.tsv').read_text().splitlines()]
+  assert [(name, rc) for name, _, _, rc in ledger] == [('s1', '124'),
+                                                       ('s1', '0')]
+  assert int(ledger[0][2]) >= 1  # The first call slept a second.
+  total = sum(int(seconds) for _, _, seconds, _ in ledger)
+  assert (tmp_path / 'out' / 'seconds.txt').read_text().splitlines() == [
+      f's1\t{total} s\t2 call(s)', f'all\t{total} s']
 
 
 def _stage_commands(script, tmp_path, smoke):
