@@ -100,8 +100,9 @@ def test_real_batch_in_unrolled_chunks_gives_the_same_gradients():
 
 
 def test_real_chunk_auto_and_bad_values():
-  assert jax.default_backend() == 'cpu'
-  assert distill.real_chunk_size(-1) == distill.CPU_REAL_CHUNK
+  on_cpu = jax.default_backend() == 'cpu'
+  assert distill.real_chunk_size(-1) == (distill.CPU_REAL_CHUNK if on_cpu
+                                         else 0)
   assert distill.real_chunk_size(0) == 0
   assert distill.real_chunk_size(7) == 7
   with pytest.raises(ValueError, match='real_chunk = -2'):

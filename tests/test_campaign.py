@@ -1,7 +1,8 @@
 """The GPU campaign's plumbing, without running any real stage: SKIP passes
 over stages without marking them done, a spent budget stops before a stage
-starts, a stage resumed over calls keeps each call's log, every stage's
-command parses, and a damaged state archive never replaces the kept one."""
+starts, a stage resumed over calls keeps each call's log, the ledger sums
+each stage's seconds over its calls, every stage's command parses, and a
+damaged state archive never replaces the kept one."""
 
 import os
 import pathlib
@@ -55,20 +56,25 @@ def test_skip_passes_over_stages_and_a_spent_budget_stops_before_each(
   assert not list((tmp_path / 'work' / 'logs').iterdir())
 
 
+def _call_stages(tmp_path, *commands):
+  """One call of a campaign with stages s1, s2, ... running `commands`, under
+  gpu_campaign.sh's shell options."""
+  stages = '; '.join(f'stage s{i} bash -c {shlex.quote(c)}'
+                     for i, c in enumerate(commands, 1))
+  script = ('set -uo pipefail; source benchmarks/campaign_lib.sh; '
+            f'campaign_init test.sh {tmp_path}/work {tmp_path}/out; '
+            f'{stages}; campaign_finish')
+  return subprocess.run(['bash', '-c', script], cwd=ROOT,
+                        capture_output=True, text=True, timeout=60)
+
+
 def test_a_stage_resumed_over_calls_keeps_each_calls_log(tmp_path):
   # A stage cut by the budget (timeout's exit 124) stops the call with 75;
   # the next call runs it again and its log keeps both calls' output.
-  def call(command):
-    script = ('source benchmarks/campaign_lib.sh; '
-              f'campaign_init test.sh {tmp_path}/work {tmp_path}/out; '
-              f'stage s1 bash -c {shlex.quote(command)}; campaign_finish')
-    return subprocess.run(['bash', '-c', script], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-
-  first = call('echo first call; sleep 1; exit 124')
+  first = _call_stages(tmp_path, 'echo first call; exit 124')
   assert first.returncode == 75, first.stdout + first.stderr
   assert not (tmp_path / 'work' / 'done' / 's1').exists()
-  second = call('echo second call')
+  second = _call_stages(tmp_path, 'echo second call')
   assert second.returncode == 0, second.stdout + second.stderr
   assert (tmp_path / 'work' / 'done' / 's1').exists()
   log = (tmp_path / 'work' / 'logs' / 's1.log').read_text().splitlines()
@@ -76,17 +82,23 @@ def test_a_stage_resumed_over_calls_keeps_each_calls_log(tmp_path):
       'first call', 'second call']
   assert sum(l.startswith('campaign: call of ') for l in log) == 2
   assert (tmp_path / 'out' / 's1.log').read_text().splitlines() == log
-  # Each call's seconds go to the ledger, summed per stage over the calls.
-  third = call('echo done already')  # s1 is done: no call, no line.
-  assert third.returncode == 0, third.stdout + third.stderr
+
+
+def test_the_ledger_sums_each_stages_seconds_over_its_calls(tmp_path):
+  assert _call_stages(tmp_path, 'sleep 1; exit 124').returncode == 75
+  assert _call_stages(tmp_path, 'true', 'true').returncode == 0
+  done = _call_stages(tmp_path, 'true', 'true')  # Both done: no lines.
+  assert done.returncode == 0, done.stdout + done.stderr
   ledger = [l.split('\t') for l in
             (tmp_path / 'out' / 'seconds.tsv').read_text().splitlines()]
-  assert [(name, rc) for name, _, _, rc in ledger] == [('s1', '124'),
-                                                       ('s1', '0')]
+  assert [(name, rc) for name, _, _, rc in ledger] == [
+      ('s1', '124'), ('s1', '0'), ('s2', '0')]
   assert int(ledger[0][2]) >= 1  # The first call slept a second.
-  total = sum(int(seconds) for _, _, seconds, _ in ledger)
+  s1 = int(ledger[0][2]) + int(ledger[1][2])
+  s2 = int(ledger[2][2])
   assert (tmp_path / 'out' / 'seconds.txt').read_text().splitlines() == [
-      f's1\t{total} s\t2 call(s)', f'all\t{total} s']
+      f's1\t{s1} s\t2 call(s)', f's2\t{s2} s\t1 call(s)',
+      f'all\t{s1 + s2} s']
 
 
 def _stage_commands(script, tmp_path, smoke):

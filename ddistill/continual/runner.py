@@ -93,7 +93,7 @@ OUTPUTS = ('runs.json', 'results.json', 'memories')
 
 
 def _setup(config: dict) -> dict:
-  """A config (JSON) without its grid fields nor DISTILL_HOW_NOT_WHAT."""
+  """A config (JSON) without its grid fields or DISTILL_HOW_NOT_WHAT."""
   setup = {k: v for k, v in config.items() if k not in GRID_FIELDS}
   distill = setup.get('learner', {}).get('distill')
   if isinstance(distill, dict):
