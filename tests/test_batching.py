@@ -75,28 +75,28 @@ def test_unknown_batching_is_an_error():
                             batching='pmap')
 
 
+def _outer_loss_and_grads(chunks, **options):
+  """(loss, meta-gradients) of _problem() with each real_chunk in chunks."""
+  model, params0_I, labels, distilled, x, y = _problem()
+  def loss_and_grads(chunk):
+    loss_fn = functools.partial(
+        distill.mean_outer_loss, real_x=x, real_y=y, real_chunk=chunk,
+        apply_fn=models.Apply(model), labels_SxN=labels, **options)
+    return jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I)
+  return [loss_and_grads(c) for c in chunks]
+
+
 @pytest.mark.parametrize('batching', distill.BATCHINGS)
 def test_real_batch_in_chunks_gives_the_same_loss_and_meta_gradients(
     batching):
   # 16 real images: chunks of 5 end in one of 1; 16 or more is one pass.
-  model, params0_I, labels, distilled, x, y = _problem()
-  def loss_and_grads(chunk):
-    loss_fn = functools.partial(
-        distill.mean_outer_loss, real_x=x, real_y=y, batching=batching,
-        apply_fn=models.Apply(model), labels_SxN=labels, real_chunk=chunk)
-    return jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I)
-  _assert_same_losses_and_grads([loss_and_grads(c) for c in (0, 5, 8, 16)])
+  _assert_same_losses_and_grads(
+      _outer_loss_and_grads((0, 5, 8, 16), batching=batching))
 
 
 def test_real_batch_in_unrolled_chunks_gives_the_same_gradients():
   # unroll=True (benchmarks/outer_step.py's FLOP count) unrolls the chunks.
-  model, params0_I, labels, distilled, x, y = _problem()
-  def loss_and_grads(chunk):
-    loss_fn = functools.partial(
-        distill.mean_outer_loss, real_x=x, real_y=y, unroll=True,
-        apply_fn=models.Apply(model), labels_SxN=labels, real_chunk=chunk)
-    return jax.jit(jax.value_and_grad(loss_fn))(distilled, params0_I)
-  _assert_same_losses_and_grads([loss_and_grads(c) for c in (0, 5)])
+  _assert_same_losses_and_grads(_outer_loss_and_grads((0, 5), unroll=True))
 
 
 def test_real_chunk_auto_and_bad_values():
