@@ -212,7 +212,7 @@ def test_workdir_of_another_setup_is_refused_unless_fresh(tmp_path):
   os.makedirs(tmp_path / 'memories')
   config.seeds, config.gem_margins = '0,1,2,3', '0.5'  # More runs: allowed.
   runner.check_workdir(config, workdir)
-  config.learner.distill.real_chunk = 0  # How, not what: allowed...
+  config.learner.distill.real_chunk = 128  # How, not what: allowed...
   runner.check_workdir(config, workdir)
   with open(tmp_path / 'setup.json') as f:
     saved = json.load(f)
