@@ -6,8 +6,9 @@ Needs pools from `experiments.pretrain` in `<pools_dir>/<source>/`, e.g.
 then `python -m experiments.table2 --config configs/table2.py --workdir DIR
 --config.pools_dir=POOLS`. Variants: `full` (default: the paper's table,
 the natural default for a reference implementation; not exactly the paper's
-protocol, see the pools below; its distillation settings as the paper's: 100 distilled images in 10 steps x 3 epochs, Adam lr 0.001, the
-official code's 400 epochs of the target's 1,024-image batches; pools of 200
+protocol, see the pools below; its distillation settings as the paper's:
+100 distilled images in 10 steps x 3 epochs, Adam lr 0.001, the official
+code's 400 epochs of the target's 1,024-image batches; pools of 200
 nets, not 2,000, and the other differences in docs/deviations.md; a GPU
 job), `cpu` (a reduced
 protocol for CPUs: pools of 8 + 8 nets, 8 held-out nets, 4 sets, 600

@@ -200,15 +200,11 @@ ADDED_LATER = {'data': {'augment': 'none', 'sampling': 'iid',
 
 def _what(c: dict) -> dict:
   """A config (JSON) without what does not change the run's results."""
-  c = {k: dict(v) if isinstance(v, dict) else v for k, v in c.items()}
-  for group, fields in HOW_NOT_WHAT.items():
-    for field in fields:
-      if isinstance(c.get(group), dict):
-        c[group].pop(field, None)
+  c = workdir_lib.without(c, HOW_NOT_WHAT)
   for group, fields in ADDED_LATER.items():
-    for field, value in fields.items():
-      if isinstance(c.get(group), dict) and c[group].get(field) == value:
-        c[group].pop(field)
+    if isinstance(c.get(group), dict):  # A copy: the caller's stays whole.
+      c[group] = {k: v for k, v in c[group].items()
+                  if not (k in fields and v == fields[k])}
   return c
 
 

@@ -1,7 +1,8 @@
 """The run plumbing every experiment shares: one place for each piece.
 
 - `guard`: makes a workdir this config's, refusing one that holds another
-  config's outputs (`fresh` wipes them first);
+  config's outputs (`fresh` wipes them first); `without`: a config (JSON)
+  less the fields its comparison ignores;
 - `read_json`, `write_json`, `cached_json`: resumable JSON, written whole
   (atomic_files) and by process 0 only;
 - `table`, `write_table`: a table as Markdown and CSV;
@@ -17,7 +18,7 @@ import io
 import json
 import os
 import shutil
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Collection, Mapping, Optional, Sequence
 
 import jax
 from jax.experimental import multihost_utils
@@ -85,6 +86,19 @@ def guard(workdir: str, config: ml_collections.ConfigDict, fresh: bool, *,
   if saved != current:
     write_json(path, current)
   _sync('workdir checked')
+
+
+def without(config: dict, fields: Mapping[str, Collection[str]]) -> dict:
+  """A copy of a config (JSON) less `fields`: {dotted group: its fields},
+  e.g. {'learner.distill': ('real_chunk',)}; groups it lacks are skipped."""
+  config = dict(config)
+  for group, names in fields.items():
+    head, _, rest = group.partition('.')
+    sub = config.get(head)
+    if isinstance(sub, dict):
+      config[head] = (without(sub, {rest: names}) if rest else
+                      {k: v for k, v in sub.items() if k not in names})
+  return config
 
 
 def read_json(path: str, default: Any = None) -> Any:

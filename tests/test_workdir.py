@@ -49,6 +49,15 @@ def test_guard_compares_what_compare_keeps_and_lets_extends_take_over(
     workdir.guard(folder, _config(a=6), False, extends=lambda saved: False)
 
 
+def test_without_drops_fields_of_nested_groups_and_leaves_the_input_whole():
+  config = {'a': 1, 'learner': {'lr': 0.1, 'distill': {'real_chunk': 0,
+                                                       'gd_steps': 5}}}
+  kept = workdir.without(config, {'learner.distill': ('real_chunk',),
+                                  'a': ('x',), 'model': ('conv_impl',)})
+  assert kept == {'a': 1, 'learner': {'lr': 0.1, 'distill': {'gd_steps': 5}}}
+  assert config['learner']['distill'] == {'real_chunk': 0, 'gd_steps': 5}
+
+
 def test_guard_refuses_owned_outputs_without_a_saved_config(tmp_path):
   (tmp_path / 'runs.json').write_text('{}')
   with pytest.raises(errors.WorkdirConflict, match='unknown config'):

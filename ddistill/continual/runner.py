@@ -84,23 +84,18 @@ def _memory_fn(config, model, num_classes: int, seed: int, key: jax.Array,
 STREAMS = ('permuted_mnist', 'split_cifar100')
 # Config fields that only list runs; changing them keeps the finished ones.
 GRID_FIELDS = ('seeds', 'gem_margins', 'ewc_lambdas', 'icarl_regs')
-# Fields of learner.distill that change how memories are computed, not what
-# (the same gradient up to rounding): cached memories are reused across them,
-# and setups saved before they existed still match.
-DISTILL_HOW_NOT_WHAT = ('real_chunk',)
+# Fields that change how memories are computed, not what (the same gradient
+# up to rounding): cached memories are reused across them, and setups saved
+# before they existed still match.
+HOW_NOT_WHAT = {'learner.distill': ('real_chunk',)}
 # What a run writes in its workdir; --fresh deletes it.
 OUTPUTS = ('runs.json', 'results.json', 'memories')
 
 
 def _setup(config: dict) -> dict:
-  """A config (JSON) without its grid fields or DISTILL_HOW_NOT_WHAT."""
+  """A config (JSON) without its grid fields or HOW_NOT_WHAT."""
   setup = {k: v for k, v in config.items() if k not in GRID_FIELDS}
-  distill = setup.get('learner', {}).get('distill')
-  if isinstance(distill, dict):
-    setup['learner'] = dict(setup['learner'],
-                            distill={k: v for k, v in distill.items()
-                                     if k not in DISTILL_HOW_NOT_WHAT})
-  return setup
+  return workdir_lib.without(setup, HOW_NOT_WHAT)
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str,
