@@ -15,8 +15,8 @@ from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
-from ddistill.errors import CheckpointError
 
+from ddistill.errors import CheckpointError
 
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:

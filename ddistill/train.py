@@ -29,6 +29,8 @@ from ddistill import config_checks
 from ddistill import data as data_lib
 from ddistill.data import datasets
 from ddistill import distill
+from ddistill import errors
+from ddistill.errors import WorkdirConflict
 from ddistill import evaluate
 from ddistill import export
 from ddistill import inits
@@ -40,9 +42,6 @@ from ddistill import real_batches
 from ddistill import sharding
 from ddistill import viz
 from ddistill import workdir as workdir_lib
-from ddistill import errors
-from ddistill.errors import WorkdirConflict
-
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:

@@ -13,10 +13,10 @@ from typing import Iterable
 
 import numpy as np
 from PIL import Image
+
 from ddistill.errors import DataError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
-
 
 
 def _open_maybe_gzip(path: str):
