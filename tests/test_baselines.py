@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -258,6 +259,36 @@ def test_figure3_validates_and_plots(tmp_path):
   assert (tmp_path / 'figure3.png').stat().st_size > 1000
   rows = (tmp_path / 'figure3.csv').read_text().splitlines()
   assert rows[0].startswith('init_mode,gd_steps') and len(rows) == 5
+
+
+def test_figure3_points_run_apart_are_gathered_without_rerunning(
+    mnist, tmp_path, monkeypatch):
+  del mnist  # For the skip only: the runs load MNIST themselves.
+  from configs import figure3 as figure3_config
+  from ddistill import errors
+  from ddistill import train
+  from ddistill.paper import figure3
+  config = figure3_config.get_config('quick')
+  config.init_modes = 'fixed'
+  apart = []
+  for n in ('1', '3'):
+    config.gd_steps = n
+    apart += figure3.run_figure3(config, str(tmp_path / n))
+  config.gd_steps = '1,3'
+  with pytest.raises(errors.WorkdirConflict, match='different config'):
+    figure3.run_figure3(config, str(tmp_path / '1'))
+  gathered = tmp_path / 'gathered'
+  for n in ('1', '3'):
+    shutil.copytree(tmp_path / n / f'fixed_steps{n}',
+                    gathered / f'fixed_steps{n}',
+                    ignore=shutil.ignore_patterns('checkpoints'))
+
+  def rerun(*args):
+    raise AssertionError(f'a finished point was run again: {args}')
+
+  monkeypatch.setattr(train, 'train_and_evaluate', rerun)
+  assert figure3.run_figure3(config, str(gathered)) == apart
+  assert (gathered / 'figure3.png').stat().st_size > 1000
 
 
 def test_minibatch_passes_match_full_batch_steps_with_one_minibatch(mnist):
