@@ -21,7 +21,7 @@ from ddistill import distill
 from ddistill import models
 from ddistill import sharding
 from ddistill import train
-from ddistill.errors import ConfigError, DataError
+from ddistill.errors import ConfigError, DataError, Diverged
 from ddistill.export import DistilledSet
 
 
@@ -101,7 +101,7 @@ def distill_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray, num_classes: int,
     if (it + 1) % config.log_every == 0 or it + 1 == config.num_iterations:
       loss = float(sharding.to_host(metrics['loss']))
       if not np.isfinite(loss):
-        raise FloatingPointError(
+        raise Diverged(
             f'non-finite outer loss {loss} in iteration {it + 1} (checked '
             f'every {config.log_every} iterations)')
       logging.info('Iteration %d: outer loss %.4f', it + 1, loss)

@@ -24,6 +24,11 @@ class WorkdirConflict(UserError, RuntimeError):
   """The workdir holds results made with a different config."""
 
 
+class Diverged(UserError, FloatingPointError):
+  """A loss or weights turned NaN or infinite, most often from a learning
+  rate too high; the last checkpoint is kept as it was."""
+
+
 class Stopped(Exception):
   """The run was told to stop (SIGTERM) and saved a checkpoint to resume
   from; not an error, so not a UserError."""

@@ -19,6 +19,7 @@ import tqdm
 
 from ddistill import atomic_files
 from ddistill import distill
+from ddistill import errors
 from ddistill import inits
 
 POOL_SPLITS = ('train', 'heldout')
@@ -73,8 +74,8 @@ def pretrain(model, key: jax.Array, x: np.ndarray, y: np.ndarray,
     params_N, opt_N = epoch(params_N, opt_N, jax.random.fold_in(k_order, e))
     if not all(np.all(np.isfinite(np.asarray(a)))
                for a in jax.tree.leaves(params_N)):
-      raise FloatingPointError(f'non-finite weights after pretraining epoch '
-                               f'{e}')
+      raise errors.Diverged(f'non-finite weights after pretraining epoch '
+                            f'{e}')
   return params_N
 
 

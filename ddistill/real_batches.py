@@ -3,8 +3,9 @@
 Both run inside the jitted outer step. Samplings:
   iid     each batch drawn with replacement, independently per iteration.
   epochs  shuffled epochs without replacement, as the official data loader;
-          an epoch is floor(N / B) full batches (the remainder waits for the
-          next shuffle, so every batch has the same shape under jit).
+          an epoch is floor(N / B) full batches of a fresh shuffle (its last
+          N mod B images sit that epoch out, so every batch has the same
+          shape under jit).
 Augmentations (the official code's training transforms):
   none
   crop_flip          CIFAR-10: reflect-pad 4, random crop back to size,
@@ -51,7 +52,6 @@ def _flip(key: jax.Array, x_HxWxC: jax.Array) -> jax.Array:
 
 def _crop_flip_one(key: jax.Array, x_HxWxC: jax.Array, pad: int) -> jax.Array:
   k_crop, k_flip = jax.random.split(key)
-  h, w, _ = x_HxWxC.shape
   padded = jnp.pad(x_HxWxC, ((pad, pad), (pad, pad), (0, 0)), mode='reflect')
   top, left = jax.random.randint(k_crop, (2,), 0, 2 * pad + 1)
   crop = jax.lax.dynamic_slice(padded, (top, left, 0), x_HxWxC.shape)

@@ -266,13 +266,18 @@ class Program:
 
 
 def real_batch_fns(config: ml_collections.ConfigDict,
-                   num_examples: int) -> dict[str, Any]:
+                   num_examples: Optional[int]) -> dict[str, Any]:
   """`distill.train_step`'s batch_indices and augment for the config."""
   dc = config.data
   fns = {'batch_indices': None, 'augment': None}
   if dc.sampling != 'iid':
     if num_examples is None:
       raise ValueError('epochs sampling needs the training set size')
+    if config.real_batch_size > num_examples:
+      raise errors.ConfigError(
+          f'real_batch_size = {config.real_batch_size} exceeds the '
+          f'{num_examples} training examples, and data.sampling = '
+          f'{dc.sampling!r} draws batches without replacement')
     fns['batch_indices'] = functools.partial(
         real_batches.batch_indices, sampling=dc.sampling,
         num_examples=num_examples, batch_size=config.real_batch_size,
@@ -483,11 +488,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   iteration in progress is finished and saved, then errors.Stopped."""
   keys, rep = run_keys(config.seed), sharding.replicated(program.mesh)
   start = int(state['step'])
-  progress = tqdm.tqdm(total=config.num_iterations, initial=start,
-                       desc='distill', unit='it', dynamic_ncols=True,
-                       disable=jax.process_index() != 0)
   t_last, it_last = time.time(), start
-  with preemption.Watch() as watch:
+  # The bar closes on the way out, so whatever ends the loop (a stop, an
+  # error) is said on a line of its own.
+  with preemption.Watch() as watch, tqdm.tqdm(
+      total=config.num_iterations, initial=start, desc='distill', unit='it',
+      dynamic_ncols=True, disable=jax.process_index() != 0) as progress:
     for it in range(start, config.num_iterations):
       state, m = outer_iteration(program, state, train_xy, keys, it, rep)
       values = _finite(m, it, mngr)
@@ -508,22 +514,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
           done == config.num_iterations):
         checkpoints.save(mngr, done, state)
       if stop:  # At the last iteration too: the final evaluation can wait.
-        progress.close()
         raise errors.Stopped(
             f'stopped on request (SIGTERM) after iteration {done} of '
             f'{config.num_iterations}, saved in {mngr.directory}; the same '
             'command resumes from there')
-  progress.close()
   return state
 
 
 def _finite(step_metrics: dict, it: int, mngr) -> dict[str, float]:
-  """An iteration's metrics as floats; FloatingPointError if one is not
-  finite (fail fast: the last checkpoint stays as it was, and loadable)."""
+  """An iteration's metrics as floats; errors.Diverged if one is not finite
+  (fail fast: the last checkpoint stays as it was, and loadable)."""
   values = {k: float(v) for k, v in sharding.to_host(step_metrics).items()}
   bad = [k for k, v in values.items() if not np.isfinite(v)]
   if bad:
-    raise FloatingPointError(  # Counted from 1, as metrics.jsonl's steps.
+    raise errors.Diverged(  # Counted from 1, as metrics.jsonl's steps.
         f'non-finite {", ".join(bad)} in iteration {it + 1} '
         f'({", ".join(f"{k}={values[k]}" for k in bad)}); '
         f'{checkpoints.kept(mngr)} ({mngr.directory})')

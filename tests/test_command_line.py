@@ -54,6 +54,27 @@ def test_a_bad_config_or_data_prints_one_line_and_exits_with_status_2(
     assert not workdir.exists()
 
 
+def test_a_diverged_run_prints_one_line_and_keeps_its_checkpoint(tmp_path,
+                                                                  mnist):
+  del mnist  # Needs $DDISTILL_DATA_DIR: the run trains until it diverges.
+  workdir = tmp_path / 'diverged'
+  run = _run('experiments.mnist', '--config', 'configs/mnist.py:quick',
+             '--workdir', str(workdir), '--config.optim.lr=1e12',
+             '--config.num_iterations=4', '--config.checkpoint_every=1',
+             '--config.log_every=1', '--config.eval_every=0',
+             '--config.eval.num_models=1', '--config.eval.num_models_during=1')
+  assert run.returncode == 2, run.stderr[-2000:]
+  errors = [line for line in run.stderr.splitlines()
+            if line.startswith('error:')]
+  assert len(errors) == 1 and 'non-finite' in errors[0], run.stderr[-2000:]
+  assert 'Traceback' not in run.stderr
+  # The checkpoints before it are kept, and the message names the last.
+  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
+                 if p.name.isdigit())
+  assert steps and f'checkpoint (iteration {steps[-1]})' in errors[0], (
+      steps, errors)
+
+
 def test_traceback_flag_shows_the_traceback(tmp_path):
   run = _run('experiments.mnist', '--config', 'configs/mnist.py:quick',
              '--workdir', str(tmp_path / 'never'),

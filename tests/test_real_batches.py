@@ -89,3 +89,16 @@ def test_the_outer_step_augments_its_real_batch_with_the_iteration_key():
   assert crop == float(loss('crop_flip', k0))  # Deterministic in the key.
   assert crop != float(loss('crop_flip', k1))
   assert crop != float(loss('none', k0))  # Same batch, transformed.
+
+
+def test_epochs_sampling_refuses_a_batch_larger_than_the_training_set():
+  # Said before compiling, naming the field, not as a trace-time ValueError.
+  from configs import mnist as mnist_config  # pylint: disable=g-import-not-at-top
+  from ddistill import errors, train  # pylint: disable=g-import-not-at-top
+  config = mnist_config.get_config()
+  config.data.sampling, config.real_batch_size = 'epochs', 1000
+  with pytest.raises(errors.ConfigError, match=r"real_batch_size = 1000 "
+                     r"exceeds the 999 training examples, and data.sampling "
+                     r"= 'epochs'"):
+    train.real_batch_fns(config, 999)
+  assert train.real_batch_fns(config, 1000)['batch_indices'] is not None

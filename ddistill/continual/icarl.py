@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ddistill import errors
 from ddistill.continual import learners
 from ddistill.continual import streams
 
@@ -149,8 +150,8 @@ def run_stream(config: ml_collections.ConfigDict,
       flat = step(flat, task.train_x[idx], task.train_y[idx], masks_TxC[t],
                   mem_x, mem_out, seen_T, jax.random.fold_in(k_t, i))
     if not np.all(np.isfinite(np.asarray(flat))):
-      raise FloatingPointError(f'non-finite weights after task {t} (icarl, '
-                               f'lr {config.lr}, icarl_reg {config.icarl_reg})')
+      raise errors.Diverged(f'non-finite weights after task {t} (icarl, '
+                            f'lr {config.lr}, icarl_reg {config.icarl_reg})')
     _store_exemplars(outputs, flat, t, task, (mem_x, mem_out, seen_T),
                      per_class)
     # mem_out holds today's outputs on every stored exemplar: class means.

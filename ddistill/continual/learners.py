@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from ddistill import distill
+from ddistill import errors
 from ddistill.continual import gem
 from ddistill import inits
 from ddistill.continual import streams
@@ -116,8 +117,8 @@ def distilled_memory(task: streams.Task, key: jax.Array, model,
     state, m = step(state, it)
     losses.append(float(m['loss']))
     if not np.isfinite(losses[-1]):
-      raise FloatingPointError(f'non-finite loss distilling a memory at '
-                               f'iteration {it}')
+      raise errors.Diverged(f'non-finite loss distilling a memory at '
+                            f'iteration {it}')
   return (np.asarray(state['distilled']['images'][0]),
           np.asarray(labels_1xN[0]), np.asarray(losses))
 
@@ -166,8 +167,8 @@ def _one_pass(config, steps, flat, t, task, mask, order, memory, anchors,
     else:
       flat = sgd(flat, x, y, mask, anchors, fisher)
   if not np.all(np.isfinite(np.asarray(flat))):
-    raise FloatingPointError(f'non-finite weights after task {t} '
-                             f'({config.method}, lr {config.lr})')
+    raise errors.Diverged(f'non-finite weights after task {t} '
+                          f'({config.method}, lr {config.lr})')
   return flat
 
 

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from ddistill import config_checks
+from ddistill import errors
 from ddistill.continual import learners
 from ddistill.data import datasets
 from ddistill import export
@@ -163,7 +164,7 @@ def _run(config, data, model, field: str, value: float, seed: int,
       R = learners.run_stream(learner, stream, model, k_learner,
                               _memory_fn(config, model, data.num_classes,
                                          seed, k_memory, workdir))
-  except FloatingPointError as e:
+  except errors.Diverged as e:
     # A setting of the grid that diverges (e.g. a large EWC lambda at
     # lr 0.1) is recorded as such; the rest of the grid goes on.
     log(f'diverged ({e})')
@@ -185,7 +186,7 @@ def _best(config, settings, seeds, runs: dict, runs_path: str) -> dict:
     summary.append({'setting': {field: value}, 'mean': float(np.mean(accs)),
                     'std': float(np.std(accs)), 'n_seeds': len(accs)})
   if not summary:
-    raise FloatingPointError(f'every setting diverged; see {runs_path}')
+    raise errors.Diverged(f'every setting diverged; see {runs_path}')
   best = max(summary, key=lambda r: r['mean'])
   (field, value), = best['setting'].items()
   return {
