@@ -7,7 +7,7 @@ slow grouped convolutions.
 """
 
 import functools
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,11 +52,20 @@ def _programs(apply_fn: distill.ApplyFn, mesh: Mesh,
       count_shard, 2)
 
 
-def _split_models(params_M: distill.Params, mesh: Mesh):
-  """Host or global stacked params -> split over the mesh, padded; and M."""
-  params_M, num_models = sharding.pad_to_multiple(sharding.to_host(params_M),
-                                                  mesh.size)
-  return sharding.put(params_M, sharding.split_inits(mesh)), num_models
+def placement(mesh: Optional[Mesh],
+              per_batch: Optional[int]) -> tuple[Mesh, Optional[int]]:
+  """The mesh (None: all devices) and models per batch (-1:
+  `models_per_batch(mesh)`) an evaluation runs with."""
+  mesh = mesh or sharding.make_mesh()
+  return mesh, models_per_batch(mesh) if per_batch == -1 else per_batch
+
+
+def split_models(tree_M: Any, mesh: Mesh):
+  """Host or global stacked per-model leaves [M, ...] -> split over the
+  mesh, padded to a multiple of its size; and M."""
+  tree_M, num_models = sharding.pad_to_multiple(sharding.to_host(tree_M),
+                                                mesh.size)
+  return sharding.put(tree_M, sharding.split_inits(mesh)), num_models
 
 
 def _accuracy(apply_fn, params_M, num_models: int, test_x: np.ndarray,
@@ -81,9 +90,8 @@ def accuracy(apply_fn: distill.ApplyFn, params_M: distill.Params,
              chunk: int = 2500, per_batch: Optional[int] = -1) -> np.ndarray:
   """Accuracies [M] of the stacked models on (x, y), as they are (no
   training). per_batch, chunk: as in `evaluate_set`."""
-  mesh = mesh or sharding.make_mesh()
-  per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
-  params_M, num_models = _split_models(params_M, mesh)
+  mesh, per_batch = placement(mesh, per_batch)
+  params_M, num_models = split_models(params_M, mesh)
   return _accuracy(apply_fn, params_M, num_models, x, y, mesh, chunk,
                    per_batch)
 
@@ -113,10 +121,9 @@ def evaluate_set_on(apply_fn: distill.ApplyFn, params0_M: distill.Params,
                     per_batch: Optional[int] = -1) -> dict[str, np.ndarray]:
   """As `evaluate_set`, trained once and tested on each of `splits`
   ({name: (x, y)}): {name: accuracies [M]}."""
-  mesh = mesh or sharding.make_mesh()
-  per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
+  mesh, per_batch = placement(mesh, per_batch)
   train = _programs(apply_fn, mesh, per_batch)[0]
-  params0_M, num_models = _split_models(params0_M, mesh)
+  params0_M, num_models = split_models(params0_M, mesh)
   params_M = train(params0_M, *sharding.put(sharding.to_host(
       (images_SxNxHxWxC, labels_SxN, lrs_T)), sharding.replicated(mesh)))
   return {name: _accuracy(apply_fn, params_M, num_models, x, y, mesh, chunk,
@@ -137,10 +144,9 @@ def evaluate_fixed_lr(apply_fn: distill.ApplyFn, params0_M: distill.Params,
   """
   if list(step_counts) != sorted(step_counts) or min(step_counts) < 0:
     raise ValueError(f'step_counts must be ascending and >= 0: {step_counts}')
-  mesh = mesh or sharding.make_mesh()
-  per_batch = models_per_batch(mesh) if per_batch == -1 else per_batch
+  mesh, per_batch = placement(mesh, per_batch)
   train_fixed_lr = _programs(apply_fn, mesh, per_batch)[1]
-  params_M, num_models = _split_models(params0_M, mesh)
+  params_M, num_models = split_models(params0_M, mesh)
   x, y, lr = sharding.put((np.asarray(x_NxHxWxC), np.asarray(y_N),
                            np.float32(lr)), sharding.replicated(mesh))
   accs, done = [], 0

@@ -162,13 +162,10 @@ def train_and_test(apply_fn: distill.ApplyFn, recipe: Recipe,
   key: split into one key per network (its shuffles and augmentations).
   per_batch: as in evaluate.evaluate_set.
   """
-  mesh = mesh or sharding.make_mesh()
-  per_batch = evaluate.models_per_batch(mesh) if per_batch == -1 else per_batch
+  mesh, per_batch = evaluate.placement(mesh, per_batch)
   num_models = jax.tree.leaves(params0_M)[0].shape[0]
   key_data_M = jax.random.key_data(jax.random.split(key, num_models))
-  padded, _ = sharding.pad_to_multiple(
-      sharding.to_host((params0_M, key_data_M)), mesh.size)
-  padded = sharding.put(padded, sharding.split_inits(mesh))
+  padded, _ = evaluate.split_models((params0_M, key_data_M), mesh)
   data = sharding.put((np.asarray(x_NxHxWxC, np.float32),
                        np.asarray(targets_NxK, np.float32)),
                       sharding.replicated(mesh))
