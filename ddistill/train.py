@@ -354,9 +354,10 @@ def _init_sampler(config: ml_collections.ConfigDict, model, image_shape,
       raise errors.ConfigError(
           f'config.distill.num_inits = {num_valid} exceeds the {size} '
           f'training networks in {dc.pretrained_dir}')
-    draw = lambda key: jax.tree.map(
-        lambda a: a[jax.random.choice(key, size, (num_valid,),
-                                      replace=False)], pool)
+
+    def draw(key):  # The same nets in every leaf.
+      picks = jax.random.choice(key, size, (num_valid,), replace=False)
+      return jax.tree.map(lambda a: a[picks], pool)
   sample_inits = jax.jit(lambda key: jax.tree.map(pad, draw(key)),
                          out_shardings=inits_sharding,
                          compiler_options=inits.QUICK_COMPILE)

@@ -130,6 +130,18 @@ def test_distilling_from_a_pool_trains_on_train_nets_reports_heldout(
   with pytest.raises(errors.ConfigError, match='exceeds the 3'):
     train.build_program(config, 10, (28, 28, 1))
   config.distill.num_inits = 2
+  # Each draw is whole training nets: every layer from the same two nets.
+  program = train.build_program(config, 10, (28, 28, 1))
+  for step in range(3):
+    drawn = jax.tree.map(np.asarray, program.sample_inits(
+        jax.random.key(step)))
+    first = jax.tree.leaves(drawn)[0]
+    picks = [next(j for j in range(3) if np.array_equal(
+        first[i], jax.tree.leaves(pool['train'])[0][j])) for i in range(2)]
+    assert picks[0] != picks[1]
+    for got, want in zip(jax.tree.leaves(drawn),
+                         jax.tree.leaves(pool['train'])):
+      np.testing.assert_array_equal(got, np.asarray(want)[picks])
   config.data.digit_box = 29
   with pytest.raises(errors.ConfigError, match='digit_box = 29'):
     config_checks.validate(config)
