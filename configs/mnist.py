@@ -66,6 +66,6 @@ def strong(variant: str) -> ml_collections.ConfigDict:
     config.eval_every = config.optim.decay_every // 4  # 4 candidates a halving...
     config.data.val_size = 5000  # ...scored on held-out training images; the best is kept.
     config.log_every = 500  # Iterations are short: fewer lines.
-    config.checkpoint_every = 500  # Lose at most 2 minutes to a kill.
+    config.checkpoint_every = 500  # A few minutes apart on CPU (SIGTERM still loses none).
     config.distill.label_mode = 'raw'  # The fork's unnormalised labels.
   return config

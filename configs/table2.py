@@ -42,7 +42,6 @@ def _distill(variant: str) -> ml_collections.ConfigDict:
     run.num_iterations = 600
     run.optim.decay_every = 200
     run.eval_every = 0
-    run.eval.num_models = 8
   if variant == 'quick':
     run.num_iterations = 5
     run.checkpoint_every = 5

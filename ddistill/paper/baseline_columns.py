@@ -96,10 +96,10 @@ def compute(b: ml_collections.ConfigDict, step_counts: Sequence[int],
 def guard_compare(unread: Sequence[str]) -> Callable[[dict], dict]:
   """What a table's workdir guard compares: its config without its runs
   (each run's workdir guards it) and without the baseline fields `unread`
-  that the table never read; its configs held them before session 27 (the
-  KNN fields before session 36), and workdirs made then still resume. So do
-  those made before Tables 2 and 3 had `adaptation.EPOCH_FIELDS`: at 0
-  (off) they are compared as absent."""
+  that the table never read; older versions of its configs held them, and
+  workdirs made with those still resume. So do those made before Tables 2
+  and 3 had `adaptation.EPOCH_FIELDS`: at 0 (off) they are compared as
+  absent."""
   def compared(config: dict) -> dict:
     config = {k: v for k, v in train.without_runs(config).items()
               if not (k in adaptation.EPOCH_FIELDS and not v)}

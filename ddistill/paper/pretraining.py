@@ -48,8 +48,8 @@ def pool_from_weights(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 # chunks/: the nets trained so far, until the pool is saved.
 POOL_OUTPUTS = ('params', 'info.json', 'chunks')
-# Data fields pretrain configs held before session 36 and never read: pools
-# made then still resume.
+# Data fields that older pretrain configs held and never read: pools made
+# with those still resume.
 _UNREAD_DATA = ('val_size', 'augment', 'sampling')
 
 
