@@ -19,8 +19,19 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ddistill import errors
+
 SAMPLINGS = ('iid', 'epochs')
 AUGMENTS = ('none', 'crop_flip', 'resized_crop_flip')
+
+
+def check_epochs(num_examples: int, batch_size: int) -> None:
+  """Epochs sampling draws without replacement: a batch fits the set."""
+  if batch_size > num_examples:
+    raise errors.ConfigError(
+        f'real_batch_size = {batch_size} exceeds the {num_examples} '
+        "training examples, and data.sampling = 'epochs' draws batches "
+        'without replacement')
 
 
 def batch_indices(key: jax.Array, step: jax.Array, *, sampling: str,
@@ -34,10 +45,8 @@ def batch_indices(key: jax.Array, step: jax.Array, *, sampling: str,
   if sampling == 'iid':
     return jax.random.randint(key, (batch_size,), 0, num_examples)
   if sampling == 'epochs':
+    check_epochs(num_examples, batch_size)
     per_epoch = num_examples // batch_size
-    if per_epoch < 1:
-      raise ValueError(f'a real batch of {batch_size} exceeds the '
-                       f'{num_examples} training examples')
     epoch, position = jnp.divmod(step, per_epoch)
     order = jax.random.permutation(jax.random.fold_in(epoch_key, epoch),
                                    num_examples)

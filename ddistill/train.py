@@ -273,11 +273,8 @@ def real_batch_fns(config: ml_collections.ConfigDict,
   if dc.sampling != 'iid':
     if num_examples is None:
       raise ValueError('epochs sampling needs the training set size')
-    if config.real_batch_size > num_examples:
-      raise errors.ConfigError(
-          f'real_batch_size = {config.real_batch_size} exceeds the '
-          f'{num_examples} training examples, and data.sampling = '
-          f'{dc.sampling!r} draws batches without replacement')
+    # Checked here too, so that the error comes before compiling.
+    real_batches.check_epochs(num_examples, config.real_batch_size)
     fns['batch_indices'] = functools.partial(
         real_batches.batch_indices, sampling=dc.sampling,
         num_examples=num_examples, batch_size=config.real_batch_size,
