@@ -1,7 +1,5 @@
 """ConvNet-3: shapes, per-image (stateless) instance norm, and it learns."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,18 +88,9 @@ def test_meta_gradient_through_instance_norm_matches_finite_differences(
   # pooling, differentiated twice through the inner steps (a narrow net, so
   # float64 differences stay cheap).
   with jax.enable_x64(True):
-    model = convnet.ConvNet(3, XAVIER, conv_impl, width=4)
-    apply_fn = models.Apply(model)
-    k = jax.random.split(jax.random.key(5), 4)
-    to64 = lambda t: jax.tree.map(lambda a: a.astype(jnp.float64), t)
-    params0 = to64(inits.init_params(model, k[0], (8, 8, 1)))
-    labels = distill.distilled_labels(2, 3, 1)
-    distilled = to64(distill.init_distilled(k[1], labels, (8, 8, 1), 1, 0.3))
-    real_x = jax.random.normal(k[2], (6, 8, 8, 1), jnp.float64)
-    real_y = jax.random.randint(k[3], (6,), 0, 3)
-    loss = jax.jit(functools.partial(
-        distill.outer_loss, params0=params0, real_x=real_x, real_y=real_y,
-        apply_fn=apply_fn, labels_SxN=labels))
+    loss_fn, distilled, _ = finite_differences.outer_loss_problem(
+        convnet.ConvNet(3, XAVIER, conv_impl, width=4), (8, 8, 1), epochs=1)
+    loss = jax.jit(loss_fn)
     grads = finite_differences.check(loss, distilled, 'images')
     finite_differences.check(loss, distilled, 'raw_lrs', grads)
     assert float(jnp.abs(grads['images']).max()) > 1e-6

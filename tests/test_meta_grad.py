@@ -1,7 +1,5 @@
 """Meta-gradients through the unrolled inner loop against finite differences."""
 
-import functools
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,19 +27,8 @@ class TinyConvNet(nn.Module):
 
 
 def _setup(conv_impl='matmul', steps=2, epochs=2):
-  model = TinyConvNet(conv_impl)
-  apply_fn = models.Apply(model)
-  k = jax.random.split(jax.random.key(0), 4)
-  params0 = inits.init_params(model, k[0], (6, 6, 1))
-  labels = distill.distilled_labels(steps, 3, 1)
-  distilled = distill.init_distilled(k[1], labels, (6, 6, 1), epochs, 0.3)
-  real_x = jax.random.normal(k[2], (16, 6, 6, 1))
-  real_y = jax.random.randint(k[3], (16,), 0, 3)
-  to64 = lambda t: jax.tree.map(lambda a: a.astype(jnp.float64), t)
-  loss = functools.partial(distill.outer_loss, params0=to64(params0),
-                           real_x=to64(real_x), real_y=real_y,
-                           apply_fn=apply_fn, labels_SxN=labels)
-  return loss, to64(distilled), to64
+  return finite_differences.outer_loss_problem(TinyConvNet(conv_impl),
+                                               (6, 6, 1), steps, epochs)
 
 
 @pytest.mark.parametrize('conv_impl', layers.CONV_IMPLS)
