@@ -39,7 +39,7 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any) -> None:
   except (OSError, ValueError) as e:  # tensorstore reports I/O as ValueError.
     raise CheckpointError(
         f'could not write the checkpoint of iteration {step} in '
-        f'{mngr.directory} ({_reason(e)}); {kept(mngr)}') from e
+        f'{mngr.directory} ({reason(e)}); {kept(mngr)}') from e
 
 
 def kept(mngr: ocp.CheckpointManager) -> str:
@@ -113,7 +113,7 @@ def _move_aside(mngr: ocp.CheckpointManager, step: int,
       aside = f'{path}.corrupt{n}'
     os.rename(path, aside)
     logging.warning('Checkpoint %s does not restore (%s); moved it aside to '
-                    '%s.', path, _reason(error), aside)
+                    '%s.', path, reason(error), aside)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'ddistill: moved aside {step}')
   return os.path.basename(aside)
@@ -140,7 +140,7 @@ def quiet_reads_left_in_flight() -> None:
   sys.unraisablehook = hook
 
 
-def _reason(error: Exception, limit: int = 200) -> str:
+def reason(error: Exception, limit: int = 200) -> str:
   """One line: tensorstore's messages chain every layer, then a long spec."""
   text = ' '.join(str(error).split()).split(' [tensorstore_spec')[0]
   if len(text) > limit:  # The status code and the innermost cause.

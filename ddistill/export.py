@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 from typing import Optional
+import zipfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -31,8 +33,8 @@ class DistilledSet:
   images: np.ndarray  # [steps, n, H, W, C] float32, normalized like the data.
   labels: np.ndarray  # [steps, n] int32: each image's class (argmax).
   lrs: np.ndarray  # [steps * epochs] float32, already positive (softplus).
-  mean: np.ndarray  # [C] per-channel mean used to normalize, in [0, 1] units.
-  std: np.ndarray  # [C].
+  mean: np.ndarray  # [C] (or [1]) mean used to normalize, in [0, 1] units.
+  std: np.ndarray  # [C] (or [1]).
   epochs: int
   # [steps, n, K] float32: what each image is trained towards (the loss is
   # -sum_k t_k log p_k). Rows sum to 1, unless `raw_labels`. None: one-hot of
@@ -78,29 +80,55 @@ def save_distilled(path: str, distilled: DistilledSet) -> None:
              zca=np.asarray(distilled.zca, np.float32))
 
 
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+  """Every array in the .npz at `path`, read whole; DataError if it is not
+  one (missing, truncated, damaged, or a single .npy array)."""
+  try:
+    f = np.load(path)
+  except FileNotFoundError:
+    raise DataError(f'{path}: file not found') from None
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise DataError(f'{path}: not a distilled-set .npz ({e})') from None
+  if not isinstance(f, np.lib.npyio.NpzFile):
+    raise DataError(f'{path}: one array, not a distilled-set .npz')
+  try:
+    with f:
+      return {name: f[name] for name in f.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    raise DataError(f'{path}: damaged .npz ({e})') from None
+
+
+def _scalar(arrays: dict[str, np.ndarray], name: str, path: str):
+  value = arrays[name]
+  if value.shape != ():
+    raise DataError(f'{path}: {name} has shape {value.shape}, not one number')
+  return value.item()
+
+
 def load_distilled(path: str,
                    num_classes: Optional[int] = None) -> DistilledSet:
-  """Loads a file written by `save_distilled`, checking its shapes agree.
+  """Loads a file written by `save_distilled`, checking its shapes agree
+  and its values are usable (finite, lrs >= 0, std > 0).
 
   num_classes: K of the one-hot soft labels given to files saved before
   soft labels existed (default: labels.max() + 1).
   """
-  try:
-    with np.load(path) as f:
-      missing = [k for k in FIELDS if k not in f.files]
-      if missing:
-        raise DataError(f'{path}: missing arrays {missing}')
-      soft_labels = f['soft_labels'] if 'soft_labels' in f.files else None
-      if soft_labels is None and num_classes is not None:
-        soft_labels = one_hot(f['labels'], num_classes)
-      raw = bool(f['raw_labels']) if 'raw_labels' in f.files else False
-      zca = float(f['zca']) if 'zca' in f.files else 0.0
-      d = DistilledSet(f['images'], f['labels'], f['lrs'], f['mean'],
-                       f['std'], int(f['epochs']), soft_labels, raw, zca)
-  except FileNotFoundError:
-    raise DataError(f'{path}: file not found') from None
-  except (OSError, ValueError, EOFError) as e:
-    raise DataError(f'{path}: not a distilled-set .npz ({e})') from None
+  f = _read_npz(path)
+  missing = [k for k in FIELDS if k not in f]
+  if missing:
+    raise DataError(f'{path}: missing arrays {missing}')
+  if not np.issubdtype(f['labels'].dtype, np.integer):
+    raise DataError(f'{path}: labels are {f["labels"].dtype}, not integers')
+  soft_labels = f.get('soft_labels')
+  if soft_labels is None and num_classes is not None:
+    soft_labels = one_hot(f['labels'], num_classes)
+  raw = bool(_scalar(f, 'raw_labels', path)) if 'raw_labels' in f else False
+  zca = float(_scalar(f, 'zca', path)) if 'zca' in f else 0.0
+  epochs = _scalar(f, 'epochs', path)
+  if not isinstance(epochs, int) or epochs < 1:
+    raise DataError(f'{path}: epochs = {epochs!r}, not an integer >= 1')
+  d = DistilledSet(f['images'], f['labels'], f['lrs'], f['mean'], f['std'],
+                   epochs, soft_labels, raw, zca)
   if d.images.ndim != 5 or d.labels.shape != d.images.shape[:2]:
     raise DataError(f'{path}: images {d.images.shape} and labels '
                     f'{d.labels.shape} do not fit [steps, n, H, W, C] / '
@@ -108,6 +136,19 @@ def load_distilled(path: str,
   if d.lrs.shape != (d.steps * d.epochs,):
     raise DataError(f'{path}: {d.lrs.shape[0]} lrs for {d.steps} steps x '
                     f'{d.epochs} epochs')
+  fits = ((d.images.shape[-1],), (1,))  # Per channel, or one for all.
+  if d.mean.shape not in fits or d.std.shape not in fits:
+    raise DataError(f'{path}: mean {d.mean.shape} and std {d.std.shape} do '
+                    f'not fit {d.images.shape[-1]}-channel images')
+  for name in ('images', 'lrs', 'mean', 'std'):
+    if not np.all(np.isfinite(getattr(d, name))):
+      raise DataError(f'{path}: {name} hold NaN or infinity')
+  if np.any(d.lrs < 0):
+    raise DataError(f'{path}: lrs < 0')
+  if np.any(d.labels < 0):
+    raise DataError(f'{path}: labels < 0')
+  if np.any(d.std <= 0):
+    raise DataError(f'{path}: std <= 0')
   soft = d.soft_labels
   if soft.ndim != 3 or soft.shape[:2] != d.labels.shape:
     raise DataError(f'{path}: soft_labels {soft.shape} do not fit labels '

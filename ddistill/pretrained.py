@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from ddistill import atomic_files
+from ddistill import checkpoints
 from ddistill import distill
 from ddistill import errors
 from ddistill import inits
@@ -38,7 +39,8 @@ def pretrain(model, key: jax.Array, x: np.ndarray, y: np.ndarray,
   image_shape = tuple(x.shape[1:])
   steps_per_epoch = len(x) // batch_size
   if steps_per_epoch < 1:
-    raise ValueError(f'batch_size {batch_size} > {len(x)} training images')
+    raise errors.ConfigError(f'batch_size {batch_size} > {len(x)} training '
+                             'images')
   optimizer = optax.adam(optax.exponential_decay(
       lr, decay_every_epochs * steps_per_epoch, decay_factor, staircase=True),
                          b1=b1)
@@ -96,18 +98,27 @@ def load_pool(path: str, model, image_shape: tuple[int, ...]) -> dict[str, Any]:
   if not os.path.isdir(os.path.join(path, 'params')):
     raise FileNotFoundError(f'{path}: no pretrained pool here (expected '
                             'params/ written by experiments.pretrain)')
-  with ocp.StandardCheckpointer() as ckpt:
-    pool = ckpt.restore(os.path.join(path, 'params'))
+  try:
+    with ocp.StandardCheckpointer() as ckpt:
+      pool = ckpt.restore(os.path.join(path, 'params'))
+  except MemoryError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever layer of orbax or tensorstore reports the damage.
+    raise errors.DataError(f'{path}: the pool cannot be read '
+                           f'({checkpoints.reason(e)}); pretrain it again in '
+                           'another folder') from e
   want = inits.init_params(model, jax.random.key(0), image_shape)
   for split in POOL_SPLITS:
     if split not in pool:
-      raise ValueError(f'{path}: pool has no {split!r} networks')
+      raise errors.DataError(f'{path}: pool has no {split!r} networks')
     got = [tuple(np.shape(a)[1:]) for a in jax.tree.leaves(pool[split])]
     need = [tuple(np.shape(a)) for a in jax.tree.leaves(want)]
     if (jax.tree.structure(pool[split]) != jax.tree.structure(want) or
         got != need):
-      raise ValueError(f'{path}: its {split} networks do not fit the model '
-                       f'(parameter shapes {got}, the model has {need})')
+      raise errors.DataError(
+          f'{path}: its {split} networks do not fit the model (parameter '
+          f'shapes {got}, the model has {need})')
   return pool
 
 

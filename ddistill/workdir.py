@@ -26,7 +26,15 @@ import ml_collections
 
 from ddistill import atomic_files
 from ddistill.errors import ConfigError
+from ddistill.errors import DataError
 from ddistill.errors import WorkdirConflict
+
+# The file each kind of run saves its config in: train-style runs (mnist,
+# figure3, the tables, linear, pretrain) config.json, continual ones
+# setup.json. Finding the other kind's, a run's workdir is another
+# experiment's. (Outputs that may sit beside a run, such as a standard
+# evaluation's table, save theirs under other names.)
+SAVED_CONFIGS = ('config.json', 'setup.json')
 
 
 def _is_main() -> bool:
@@ -57,12 +65,20 @@ def guard(workdir: str, config: ml_collections.ConfigDict, fresh: bool, *,
   takes the saved run over (the saved config is then replaced; `extends`
   may itself raise WorkdirConflict). fresh: first delete `outputs` and the
   saved config. owned: outputs never left without a saved config; finding
-  one alone, the workdir is refused (its config is unknown).
+  one alone, the workdir is refused (its config is unknown). A run's
+  workdir (`saved_as` one of SAVED_CONFIGS) holding another kind of run's
+  saved config is refused, fresh or not.
   """
   if '://' in workdir:  # os.path would make gs://b/r a local ./gs:/b/r.
     raise ConfigError(
         f'--workdir {workdir} is a URL; ddistill writes with local file '
         'calls, so give a local path or one on a shared filesystem (NFS)')
+  other = [name for name in SAVED_CONFIGS if saved_as in SAVED_CONFIGS and
+           name != saved_as and os.path.exists(os.path.join(workdir, name))]
+  if other:  # Checked before --fresh, which must not wipe that run.
+    raise WorkdirConflict(
+        f'{workdir} holds another experiment\'s run ({other[0]}); use '
+        'another --workdir')
   if fresh and _is_main():
     for name in (*outputs, saved_as):
       _remove(os.path.join(workdir, name))
@@ -106,7 +122,11 @@ def read_json(path: str, default: Any = None) -> Any:
   if not os.path.exists(path):
     return default
   with open(path) as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except ValueError as e:  # ddistill writes whole files; not one of them.
+      raise DataError(f'{path} is not valid JSON ({e}); fix or remove '
+                      'it') from None
 
 
 def write_json(path: str, value: Any, indent: Optional[int] = 2) -> None:

@@ -271,3 +271,12 @@ def test_table4_reports_runs_and_how_memories_were_distilled(tmp_path):
           '0.1) | 42.4 |') in rows[('| 10', 'iCaRL')]
   assert '| not run (no CIFAR-100 offline) | 45.8 |' in rows[('| 40',
                                                              'iCaRL')]
+  # Another experiment's results in a variant's folder are named, and so is
+  # a --runs folder that is not there.
+  with open(tmp_path / 'gem' / 'results.json', 'w') as f:
+    json.dump({'test_accuracy': {'mean': 0.9}}, f)
+  with pytest.raises(errors.DataError, match='gem/results.json: not the '
+                     'results of an experiments.continual run'):
+    tables.table4_from_runs(str(tmp_path))
+  with pytest.raises(errors.DataError, match='no/such: folder not found'):
+    tables.table4_from_runs(str(tmp_path / 'no' / 'such'))

@@ -72,6 +72,20 @@ def test_corrupt_gzip_names_the_file(tmp_path):
     datasets.load_dataset('mnist', 'local', str(tmp_path))
 
 
+def test_damaged_deflate_data_names_the_file(tmp_path):
+  _write_mnist(tmp_path / 'mnist')
+  path = tmp_path / 'mnist' / 'train-images-idx3-ubyte.gz'
+  blob = path.read_bytes()
+  # The first deflate block header, after gzip's header and the file name
+  # it holds: zlib itself fails (not gzip's CRC check).
+  start = blob.index(b'\0', 10) + 1
+  path.write_bytes(blob[:start] + bytes(255 - b for b in blob[start:start + 8])
+                   + blob[start + 8:])
+  with pytest.raises(DataError,
+                     match='train-images-idx3-ubyte.gz: cannot be read'):
+    datasets.load_dataset('mnist', 'local', str(tmp_path))
+
+
 @pytest.mark.parametrize('data, targets, message', [
     (np.full((16, 784), 9.0), np.zeros(16), r'data of shape \(16, 784\)'),
     (np.zeros((16, 256)), np.zeros(19), r'targets of shape \(19,\)'),
@@ -186,6 +200,27 @@ def test_truncated_tar_gz_names_the_archive(tmp_path):
   archive.write_bytes(archive.read_bytes()[:2000])
   with pytest.raises(DataError,
                      match='c.tar.gz: truncated or corrupt archive'):
+    datasets.load_dataset('cifar10', 'local', str(tmp_path / 'data'),
+                          cache_dir=str(tmp_path / 'cache'))
+
+
+def test_a_damaged_entry_inside_a_tar_gz_is_not_read_as_its_end(tmp_path):
+  # tarfile stops listing at a damaged header without an error; the loader
+  # must not return the images before it as the whole dataset.
+  tree = tmp_path / 'tree'
+  _write_image_tree(tree, per_class=2)
+  plain = tmp_path / 'c.tar'
+  with tarfile.open(plain, 'w') as tar:
+    tar.add(tree / 'train', arcname='train')
+    tar.add(tree / 'test', arcname='test')
+  with tarfile.open(plain) as tar:
+    offset = [m for m in tar.getmembers() if m.isfile()][10].offset
+  blob = bytearray(plain.read_bytes())
+  blob[offset + 100:offset + 108] = b'garbage!'  # Its mode: a bad checksum.
+  (tmp_path / 'data' / 'cifar10').mkdir(parents=True)
+  with gzip.open(tmp_path / 'data' / 'cifar10' / 'c.tar.gz', 'wb') as f:
+    f.write(bytes(blob))
+  with pytest.raises(DataError, match='c.tar.gz: corrupt archive'):
     datasets.load_dataset('cifar10', 'local', str(tmp_path / 'data'),
                           cache_dir=str(tmp_path / 'cache'))
 

@@ -132,3 +132,59 @@ def test_a_zca_whitened_set_round_trips_and_is_not_exported_as_pngs(tmp_path):
   with pytest.raises(export.DataError, match='ZCA-whitened'):
     export.write_image_folder(d, str(tmp_path / 'folder'))
   assert not os.path.exists(tmp_path / 'folder')
+
+
+def _damaged(path, kind):
+  """Writes a distilled-set file at `path` broken in the way `kind` says."""
+  good = _distilled(1, False)
+  export.save_distilled(str(path), good)
+  blob = path.read_bytes()
+  if kind == 'truncated':
+    path.write_bytes(blob[:len(blob) // 2])
+    return
+  if kind == 'flipped bytes':  # Inside images.npy's data: a CRC mismatch.
+    start = blob.index(b'images.npy') + 200
+    path.write_bytes(blob[:start] + bytes(255 - b for b in blob[start:start +
+                                                                64]) +
+                     blob[start + 64:])
+    return
+  if kind == 'one array':
+    with open(path, 'wb') as f:
+      np.save(f, good.images)
+    return
+  with np.load(path) as f:
+    arrays = dict(f)
+  field, value = {
+      'epochs as a vector': ('epochs', np.array([3, 3])),
+      'zero epochs': ('epochs', np.array(0)),
+      'NaN images': ('images', np.where(good.images > 0, np.nan, 0)),
+      'infinite lrs': ('lrs', np.full_like(good.lrs, np.inf)),
+      'negative lrs': ('lrs', -good.lrs),
+      'float labels': ('labels', good.labels.astype(np.float32)),
+      'zero std': ('std', np.zeros(1, np.float32)),
+      'mean for 5 channels': ('mean', np.zeros(5, np.float32)),
+  }[kind]
+  arrays[field] = value
+  with open(path, 'wb') as f:
+    np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize('kind, message', [
+    ('truncated', 'not a distilled-set .npz'),
+    ('flipped bytes', 'damaged .npz'),
+    ('one array', 'one array, not a distilled-set .npz'),
+    ('epochs as a vector', r'epochs has shape \(2,\), not one number'),
+    ('zero epochs', 'epochs = 0, not an integer >= 1'),
+    ('NaN images', 'images hold NaN or infinity'),
+    ('infinite lrs', 'lrs hold NaN or infinity'),
+    ('negative lrs', 'lrs < 0'),
+    ('float labels', 'labels are float32, not integers'),
+    ('zero std', 'std <= 0'),
+    ('mean for 5 channels', r'mean \(5,\) and std \(1,\) do not fit 1-channel'),
+])
+def test_a_damaged_or_unusable_distilled_file_is_named(tmp_path, kind,
+                                                       message):
+  path = tmp_path / 'distilled.npz'
+  _damaged(path, kind)
+  with pytest.raises(export.DataError, match=f'distilled.npz: {message}'):
+    export.load_distilled(str(path))

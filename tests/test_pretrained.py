@@ -1,6 +1,7 @@
 """Pretrained pools: digits in MNIST's format, pretraining, pretrained modes."""
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -83,6 +84,12 @@ def test_pretraining_learns_and_pools_round_trip(mnist, nets, tmp_path):
     pretrained.load_pool(path, mlp, (28, 28, 1))
   with pytest.raises(FileNotFoundError, match='no pretrained pool'):
     pretrained.load_pool(str(tmp_path), model, (28, 28, 1))
+  for folder, _, files in os.walk(os.path.join(path, 'params')):
+    for name in files:  # Every file cut short: a damaged copy.
+      with open(os.path.join(folder, name), 'r+b') as f:
+        f.truncate(os.path.getsize(f.name) // 2)
+  with pytest.raises(errors.DataError, match='the pool cannot be read'):
+    pretrained.load_pool(path, model, (28, 28, 1))
 
 
 def test_mnist_nets_read_usps_better_framed_like_mnist(nets):

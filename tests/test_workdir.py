@@ -67,6 +67,27 @@ def test_guard_refuses_owned_outputs_without_a_saved_config(tmp_path):
   assert not (tmp_path / 'runs.json').exists()
 
 
+def test_guard_refuses_another_kind_of_run_even_with_fresh(tmp_path):
+  # A continual run (setup.json) and a distillation run (config.json) both
+  # write results.json: neither may take the other's workdir.
+  workdir.guard(str(tmp_path), _config(), False, outputs=('results.json',))
+  workdir.write_json(str(tmp_path / 'results.json'), {'kept': True})
+  for fresh in (False, True):
+    with pytest.raises(errors.WorkdirConflict,
+                       match="another experiment's run \\(config.json\\)"):
+      workdir.guard(str(tmp_path), _config(), fresh, saved_as='setup.json',
+                    outputs=('results.json',))
+  assert workdir.read_json(str(tmp_path / 'results.json')) == {'kept': True}
+  assert not (tmp_path / 'setup.json').exists()
+
+
+def test_a_damaged_json_file_is_named_not_parsed_into_a_traceback(tmp_path):
+  (tmp_path / 'config.json').write_text('{"a": 1, "seeds"')
+  with pytest.raises(errors.DataError, match='config.json is not valid JSON'):
+    workdir.guard(str(tmp_path), _config(), False)
+  assert (tmp_path / 'config.json').read_text() == '{"a": 1, "seeds"'
+
+
 def test_cached_json_computes_once_per_value_and_key(tmp_path):
   calls = []
   def compute(value):

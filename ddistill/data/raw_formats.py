@@ -10,6 +10,7 @@ import os
 import pickle
 import tarfile
 from typing import Iterable
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -33,7 +34,7 @@ def read_idx(path: str) -> np.ndarray:
       data = f.read()
   except FileNotFoundError:
     raise DataError(f'{path}: file not found') from None
-  except (OSError, EOFError) as e:
+  except (OSError, EOFError, zlib.error) as e:
     raise DataError(f'{path}: cannot be read ({e})') from None
   if len(data) < 4:
     raise DataError(f'{path}: too short to be an IDX file ({len(data)} bytes)')
@@ -155,9 +156,15 @@ def read_image_tar(path: str, class_names: tuple[str, ...]):
         names.append(member.name)
         arrays.append(_decode_image(blob, f'{path}:{member.name}'))
         labels.append(index[parts[-2]])
+      # tarfile ends its listing quietly at a damaged header: anything but
+      # the zero blocks that close an archive after that means damage.
+      if any(block.strip(b'\0') for block in
+             iter(lambda: tar.fileobj.read(1 << 20), b'')):
+        raise DataError(f'{path}: corrupt archive (a damaged entry after '
+                        f'byte {tar.offset}); download it again')
   except FileNotFoundError:
     raise DataError(f'{path}: file not found') from None
-  except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as e:
+  except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
     raise DataError(f'{path}: truncated or corrupt archive ({e})') from None
   result = {}
   for split, (names, arrays, labels) in found.items():

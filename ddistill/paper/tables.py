@@ -4,6 +4,7 @@ import os
 from typing import Optional
 
 from ddistill import workdir as workdir_lib
+from ddistill.errors import DataError
 
 # Table 1: test accuracy (%) with ten images per class.
 TABLE1_COLUMNS = (
@@ -85,6 +86,9 @@ def table4_from_runs(runs_dir: str) -> tuple[str, str]:
   Permuted MNIST reads `<variant>`, CIFAR-100 `cifar100_<variant>`
   (the variants of configs/continual.py).
   """
+  if not os.path.isdir(runs_dir):
+    raise DataError(f'{runs_dir}: folder not found (the experiments.'
+                    'continual workdirs, one per variant)')
   header = ['memory / task', 'method', 'permuted MNIST, ours', 'paper',
             'CIFAR-100, ours', 'paper']
   rows = []
@@ -101,9 +105,13 @@ def table4_from_runs(runs_dir: str) -> tuple[str, str]:
 
 
 def _table4_cell(runs_dir: str, variant: str, missing: str) -> str:
-  r = workdir_lib.read_json(os.path.join(runs_dir, variant, 'results.json'))
+  path = os.path.join(runs_dir, variant, 'results.json')
+  r = workdir_lib.read_json(path)
   if r is None:
     return missing
+  if not isinstance(r, dict) or 'final_accuracy' not in r:
+    raise DataError(f'{path}: not the results of an experiments.continual '
+                    'run (no final_accuracy)')
   acc = r['final_accuracy']
   return (f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} "
           f"({acc['n_seeds']} seeds; {_setting(r['best_setting'])}"
