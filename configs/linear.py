@@ -6,7 +6,10 @@
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  if variant:  # Like every config file's unknown variant (default.py).
+    raise ValueError(f'unknown config variant {variant!r}; configs/linear.py '
+                     'has none (override its fields with --config.*)')
   config = ml_collections.ConfigDict()
   config.seed = 0  # The one seed: data, distilled starts, inits.
   config.num_points = 500  # N real data-target pairs.

@@ -9,6 +9,7 @@ Some allowed names belong to ddistill.paper or ddistill.continual, which the
 core never imports: their runners pass them in (see `validate`).
 """
 
+import math
 from typing import Collection, Mapping, Optional
 
 import ml_collections
@@ -57,13 +58,15 @@ def _int(config, field, minimum):
 
 def _float(config, field, low, high=float('inf'), low_open=True):
   value = _get(config, field)
-  ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and
+        math.isfinite(value))
   if ok:
     ok = (value > low if low_open else value >= low) and value <= high
   if not ok:
-    bracket = '(' if low_open else '['
-    raise ConfigError(f'config.{field} = {value!r} must be a number in '
-                      f'{bracket}{low}, {high}]')
+    opening = '(' if low_open else '['
+    closing = ')' if high == math.inf else ']'
+    raise ConfigError(f'config.{field} = {value!r} must be a finite number '
+                      f'in {opening}{low}, {high}{closing}')
   return value
 
 

@@ -228,6 +228,10 @@ def evaluate_file(config: ml_collections.ConfigDict, path: str,
   return rows
 
 
+# What write_outputs leaves in its folder.
+OUTPUTS = ('standard_eval.md', 'standard_eval.csv', 'standard_eval.json')
+
+
 def write_outputs(out_dir: str, rows: Sequence[dict[str, Any]],
                   recipe: Recipe, distilled: str) -> str:
   """standard_eval.md / .csv (the cross-architecture table) and .json in

@@ -18,7 +18,11 @@ with SGD, ignoring the learned lrs, and a cross-architecture table goes to
       --workdir /tmp/mnist_random/standard
 """
 
+import dataclasses
+import os
+
 from absl import flags as absl_flags
+import ml_collections
 from ml_collections import config_flags
 
 from ddistill import augment
@@ -35,7 +39,7 @@ _DISTILLED = absl_flags.DEFINE_string('distilled', None,
                                       'Path of distilled.npz.', required=True)
 _NUM_MODELS = absl_flags.DEFINE_integer(
     'num_models', None, 'Held-out models for a random init_mode; default: '
-    'config.eval.num_models.')
+    'config.eval.num_models.', lower_bound=1)
 _OUTPUT = absl_flags.DEFINE_string(
     'output', None, 'Optional path for the results as JSON (with --protocol '
     'standard, the table\'s rows only; --workdir gets standard_eval.json, '
@@ -46,6 +50,9 @@ _PROTOCOL = absl_flags.DEFINE_enum(
     '(the flags below).')
 _WORKDIR = absl_flags.DEFINE_string(
     'workdir', None, 'standard: folder for the cross-architecture table.')
+_FRESH = absl_flags.DEFINE_bool(
+    'fresh', False, 'standard: replace the table of another evaluation in '
+    '--workdir.')
 _ARCH = absl_flags.DEFINE_list(
     'arch', 'convnet,lenet,alexcifarnet,resnet18_gn', 'standard: the '
     'architectures to train (comma-separated registered models).')
@@ -68,6 +75,8 @@ _DSA = absl_flags.DEFINE_string(
 _DSA_STRENGTH = absl_flags.DEFINE_float('dsa_strength', 1.0,
                                         'standard: DSA strength.')
 flags.define(workdir=None)
+STANDARD_ONLY = (_WORKDIR, _FRESH, _ARCH, _EPOCHS, _BATCH_SIZE, _LR, _LR_DECAY,
+                 _MOMENTUM, _WEIGHT_DECAY, _DSA, _DSA_STRENGTH)
 
 
 def _standard(config, num_models: int) -> list[dict]:
@@ -79,6 +88,14 @@ def _standard(config, num_models: int) -> list[dict]:
       lr_decay=_LR_DECAY.value, momentum=_MOMENTUM.value,
       weight_decay=_WEIGHT_DECAY.value,
       dsa=augment.from_spec(_DSA.value, _DSA_STRENGTH.value))
+  # A table made from other inputs is refused, not overwritten.
+  inputs = ml_collections.ConfigDict({
+      'config': config.to_dict(), 'distilled': os.path.abspath(
+          _DISTILLED.value), 'arch': _ARCH.value, 'num_models': num_models,
+      'recipe': dataclasses.asdict(recipe)})
+  workdir.guard(_WORKDIR.value, inputs, _FRESH.value,
+                saved_as='standard_eval_inputs.json',
+                outputs=standard_eval.OUTPUTS)
   rows = standard_eval.evaluate_file(config, _DISTILLED.value, _ARCH.value,
                                      num_models, recipe)
   print(standard_eval.write_outputs(_WORKDIR.value, rows, recipe,
@@ -90,6 +107,15 @@ def main(argv):
   del argv
   config = _CONFIG.value
   num_models = _NUM_MODELS.value or config.eval.num_models
+  if _OUTPUT.value and os.path.abspath(_OUTPUT.value) == os.path.abspath(
+      _DISTILLED.value):
+    raise ConfigError(f'--output {_OUTPUT.value} is the distilled set itself; '
+                      'give another path for the results')
+  if _PROTOCOL.value == 'paper':
+    misplaced = [f'--{f.name}' for f in STANDARD_ONLY if f.present]
+    if misplaced:
+      raise ConfigError(f'{", ".join(misplaced)}: for --protocol standard '
+                        'only')
   if _PROTOCOL.value == 'standard':
     results = _standard(config, num_models)
   else:

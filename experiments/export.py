@@ -26,6 +26,8 @@ def main(argv):
   if len(argv) != 2:
     raise errors.UserError('give one distilled set: python -m '
                            'experiments.export DISTILLED.npz --out DIR')
+  if not _OUT.value.strip():
+    raise errors.UserError('--out is empty; give the folder to write')
   d = export.load_distilled(argv[1])
   written = export.write_image_folder(d, _OUT.value)
   print(f"wrote {written['images']} images to {_OUT.value} "

@@ -117,10 +117,10 @@ def _one_line_errors(main: Callable[[list[str]], None]):
   def wrapped(argv: list[str]) -> None:
     _quiet_orbax()
     FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-    if 'distributed' in FLAGS and FLAGS.distributed:
-      _initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                              FLAGS.process_id)
     try:
+      if 'distributed' in FLAGS and FLAGS.distributed:
+        _initialize_distributed(FLAGS.coordinator_address,
+                                FLAGS.num_processes, FLAGS.process_id)
       main(argv)
     except USER_ERRORS as e:
       if FLAGS.traceback:
@@ -139,7 +139,13 @@ def _initialize_distributed(coordinator: Optional[str],
   if jax.config.jax_platforms in (None, '', 'cpu'):
     # Cross-process collectives on CPU go through gloo.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(coordinator, num_processes, process_id)
+  try:
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+  except (ValueError, IndexError, RuntimeError) as e:
+    # A cluster that is not detected, or flags that do not describe one.
+    raise errors.UserError(
+        f'--distributed could not start ({e}); outside a detected cluster '
+        'give --coordinator_address, --num_processes and --process_id') from e
 
 
 class _QuietOrbax(std_logging.Filter):

@@ -54,6 +54,39 @@ def test_a_bad_config_or_data_prints_one_line_and_exits_with_status_2(
     assert not workdir.exists()
 
 
+EVALUATE = ('experiments.evaluate', '--config', 'configs/mnist.py:quick',
+            '--distilled', '{tmp}/d.npz')
+
+
+@pytest.mark.parametrize('args, message', [
+    ((*EVALUATE, '--output', '{tmp}/d.npz'),
+     'error: --output {tmp}/d.npz is the distilled set itself'),
+    ((*EVALUATE, '--arch', 'lenet', '--epochs', '5'),
+     'error: --arch, --epochs: for --protocol standard only'),
+    ((*EVALUATE, '--num_models', '0'), 'error: flag --num_models=0'),
+    # Another evaluation's table is there.
+    ((*EVALUATE, '--protocol', 'standard', '--workdir', '{tmp}/standard'),
+     'error: {tmp}/standard holds outputs of a different config'),
+    (('experiments.mnist', '--config', 'configs/mnist.py:quick', '--workdir',
+      '{tmp}/w', '--distributed'), 'error: --distributed could not start'),
+    (('experiments.export', '{tmp}/d.npz', '--out', ''),
+     'error: --out is empty'),
+])
+def test_contradictory_or_out_of_range_flags_print_one_line(tmp_path, args,
+                                                            message):
+  (tmp_path / 'standard').mkdir()
+  (tmp_path / 'standard' / 'standard_eval_inputs.json').write_text('{"a": 1}')
+  module, *args = [a.format(tmp=tmp_path) for a in args]
+  run = _run(module, *args)
+  assert run.returncode == 2, run.stderr[-2000:]
+  errors = [line for line in run.stderr.splitlines()
+            if not line.startswith(('I', 'W'))]  # absl's log lines.
+  assert len(errors) == 1, run.stderr
+  assert errors[0].startswith(message.format(tmp=tmp_path)), run.stderr
+  assert (tmp_path / 'standard' / 'standard_eval_inputs.json').read_text() == (
+      '{"a": 1}')
+
+
 def test_a_diverged_run_prints_one_line_and_keeps_its_checkpoint(tmp_path,
                                                                   mnist):
   del mnist  # Needs $DDISTILL_DATA_DIR: the run trains until it diverges.

@@ -117,6 +117,16 @@ def test_command_writes_a_cross_architecture_table(tmp_path, mnist):
   assert saved['recipe']['epochs'] == 20 and saved['recipe']['dsa'] is None
   assert saved['rows'][0]['test_accuracy']['n_models'] == 2
 
+  # Another recipe into the same folder is refused before it trains; the
+  # table stays.
+  other = ['10' if a == '20' else a for a in command] + ['--workdir', out]
+  result = subprocess.run(other, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 2
+  assert 'holds outputs of a different config' in result.stderr
+  with open(os.path.join(out, 'standard_eval.md')) as f:
+    assert f.read() == md
+
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode != 0
