@@ -1,0 +1,8 @@
+"""One ml_collections config file per experiment (`--config FILE:VARIANT`)."""
+
+import sys
+
+if __name__ == 'ddistill.configs':
+  # The config files import each other by their checkout name (`from configs
+  # import default`); installed with pip, that name is this package.
+  sys.modules.setdefault('configs', sys.modules[__name__])

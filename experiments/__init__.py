@@ -10,9 +10,9 @@ import importlib
 import sys
 
 if __name__ == 'ddistill.experiments':
-  # The experiments and configs import each other by their checkout names
-  # (`from experiments import flags`, `from configs import default`); in a
-  # process started as `python -m ddistill.experiments.NAME`, those names
-  # are the installed copies.
+  # The experiments import each other and the configs by their checkout
+  # names (`from experiments import flags`, `from configs import mnist`); in
+  # a process started as `python -m ddistill.experiments.NAME`, those names
+  # are the installed copies (ddistill.configs names itself `configs`).
   sys.modules.setdefault('experiments', sys.modules[__name__])
-  sys.modules.setdefault('configs', importlib.import_module('ddistill.configs'))
+  importlib.import_module('ddistill.configs')

@@ -1,7 +1,7 @@
 """Every Python block of docs/how_to.md runs as it stands.
 
 Each block runs in a fresh namespace, in a temporary folder holding the
-`runs/mnist_random/distilled.npz` the first blocks read (random images in
+`runs/mnist_{random,fixed}/distilled.npz` the first blocks read (random images in
 the official_random layout: 10 steps of 10 images, 3 epochs), with the
 repository's root on sys.path (`from configs import default`), and with the
 dataset and model registries restored afterwards. Blocks that read MNIST
@@ -51,6 +51,16 @@ def _trained_like_train_on(ns):
     assert not np.allclose(by_hand, init)
 
 
+def _trained_from_the_fixed_init(ns):
+  """The rebuilt fixed init is a LeNet's, and training moved it."""
+  init = jax.tree.leaves(ns['params0'])
+  assert init[0].ndim in (1, 4)  # Not stacked: one network's weights.
+  for trained, start in zip(jax.tree.leaves(ns['params']), init):
+    assert trained.shape == start.shape and np.all(np.isfinite(trained))
+  assert any(not np.allclose(a, b) for a, b in
+             zip(jax.tree.leaves(ns['params']), init))
+
+
 def _learned_beyond_chance(ns):
   """A fresh init trained on the 8 distilled images beats chance (1/4)."""
   assert ns['accuracy'] > 0.5, ns['accuracy']
@@ -58,6 +68,7 @@ def _learned_beyond_chance(ns):
 
 CHECKS = {
     'Train a network on a distilled set, in JAX': _trained_like_train_on,
+    "Train the run's own init (fixed-init sets)": _trained_from_the_fixed_init,
     'Distill arrays you pass in': _learned_beyond_chance,
 }
 
@@ -65,6 +76,7 @@ CHECKS = {
 def test_the_doc_answers_each_question():
   assert [heading for heading, _ in BLOCKS] == [
       'Train a network on a distilled set, in JAX',
+      "Train the run's own init (fixed-init sets)",
       'Train on it in PyTorch, from `distilled.npz`',
       'Distill arrays you pass in',
       'Add a dataset',
@@ -85,8 +97,9 @@ def docs_folder(tmp_path, monkeypatch):
       images=rng.normal(size=(10, 10, 28, 28, 1)).astype(np.float32),
       labels=labels_SxN, lrs=np.full(30, 0.02, np.float32),
       mean=np.array([0.1307]), std=np.array([0.3081]), epochs=3)
-  (tmp_path / 'runs' / 'mnist_random').mkdir(parents=True)
-  ddistill.save_distilled('runs/mnist_random/distilled.npz', distilled)
+  for run in ('mnist_random', 'mnist_fixed'):
+    (tmp_path / 'runs' / run).mkdir(parents=True)
+    ddistill.save_distilled(f'runs/{run}/distilled.npz', distilled)
   return tmp_path
 
 

@@ -35,3 +35,11 @@ def test_installed_layout_is_namespaced_and_runs(tmp_path):
   # loaded, and the entry point ran.
   assert proc.returncode != 0
   assert 'optim.b1 = 1.0' in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+  # A notebook imports the installed configs directly.
+  proc = subprocess.run(
+      [sys.executable, '-c', 'from ddistill.configs import mnist; '
+       "print(mnist.get_config('quick').num_iterations)"],
+      cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().isdigit()
