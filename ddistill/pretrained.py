@@ -39,8 +39,8 @@ def pretrain(model, key: jax.Array, x: np.ndarray, y: np.ndarray,
   image_shape = tuple(x.shape[1:])
   steps_per_epoch = len(x) // batch_size
   if steps_per_epoch < 1:
-    raise errors.ConfigError(f'batch_size {batch_size} > {len(x)} training '
-                             'images')
+    raise errors.ConfigError(f'batch_size {batch_size} (config.batch_size) '
+                             f'is more than the {len(x)} training images')
   optimizer = optax.adam(optax.exponential_decay(
       lr, decay_every_epochs * steps_per_epoch, decay_factor, staircase=True),
                          b1=b1)
@@ -105,6 +105,7 @@ def load_pool(path: str, model, image_shape: tuple[int, ...]) -> dict[str, Any]:
     raise
   except Exception as e:  # pylint: disable=broad-except
     # Whatever layer of orbax or tensorstore reports the damage.
+    checkpoints.quiet_reads_left_in_flight()
     raise errors.DataError(f'{path}: the pool cannot be read '
                            f'({checkpoints.reason(e)}); pretrain it again in '
                            'another folder') from e

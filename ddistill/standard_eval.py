@@ -185,14 +185,18 @@ def flattened(d: export.DistilledSet) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_file(config: ml_collections.ConfigDict, path: str,
                   archs: Sequence[str], num_models: int,
                   recipe: Recipe) -> list[dict[str, Any]]:
-  """The standard evaluation of a saved distilled set on each of `archs`.
+  """The standard evaluation of a saved distilled set on each of `archs`:
+  `load` then `evaluate_set`."""
+  data, d = load(config, path, archs)
+  return evaluate_set(config, data, d, archs, num_models, recipe)
+
+
+def load(config: ml_collections.ConfigDict, path: str, archs: Sequence[str]):
+  """(the config's test data, the set at `path`), each checked, as is
+  `archs`: every problem with the inputs is found before any training.
 
   config: the config the set was distilled with; it names the dataset (the
-  test set, and the image shape), the init distribution and the seed. An
-  architecture that cannot take the dataset's images (LeNet 28x28 or 32x32,
-  AlexCifarNet 32x32) gets a row saying so instead of a result.
-  Returns one row per architecture: {'arch', 'test_accuracy'} (evaluate.
-  summarize) or {'arch', 'skipped': why}.
+  test set, and the image shape), the init distribution and the seed.
   """
   unknown = [a for a in archs if a not in models.MODELS]
   if unknown or not archs:
@@ -200,7 +204,20 @@ def evaluate_file(config: ml_collections.ConfigDict, path: str,
                       f'{sorted(models.MODELS)}')
   config_checks.validate(config)
   data, _ = train.load_split_data(config)  # Whitened as the run was.
-  d = train.load_distilled_for(config, data, path)
+  return data, train.load_distilled_for(config, data, path)
+
+
+def evaluate_set(config: ml_collections.ConfigDict, data, d,
+                 archs: Sequence[str], num_models: int,
+                 recipe: Recipe) -> list[dict[str, Any]]:
+  """The standard evaluation of distilled set `d` on each of `archs`
+  (`load` gives `data` and `d`).
+
+  An architecture that cannot take the dataset's images (LeNet 28x28 or
+  32x32, AlexCifarNet 32x32) gets a row saying so instead of a result.
+  Returns one row per architecture: {'arch', 'test_accuracy'} (evaluate.
+  summarize) or {'arch', 'skipped': why}.
+  """
   x, targets = flattened(d)
   kernel_init = inits.kernel_initializer(config.model.init,
                                          config.model.init_gain)

@@ -125,8 +125,8 @@ def read_json(path: str, default: Any = None) -> Any:
     try:
       return json.load(f)
     except ValueError as e:  # ddistill writes whole files; not one of them.
-      raise DataError(f'{path} is not valid JSON ({e}); fix or remove '
-                      'it') from None
+      raise DataError(f'{path} is not valid JSON ({e}); restore it, or '
+                      'start over (--fresh)') from None
 
 
 def write_json(path: str, value: Any, indent: Optional[int] = 2) -> None:

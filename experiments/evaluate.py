@@ -16,6 +16,9 @@ with SGD, ignoring the learned lrs, and a cross-architecture table goes to
       --config configs/mnist.py:official_random \
       --distilled /tmp/mnist_random/distilled.npz --num_models 10 \
       --workdir /tmp/mnist_random/standard
+
+A --workdir holding the table of other inputs is refused; --fresh replaces
+that table.
 """
 
 import dataclasses
@@ -88,16 +91,17 @@ def _standard(config, num_models: int) -> list[dict]:
       lr_decay=_LR_DECAY.value, momentum=_MOMENTUM.value,
       weight_decay=_WEIGHT_DECAY.value,
       dsa=augment.from_spec(_DSA.value, _DSA_STRENGTH.value))
-  # A table made from other inputs is refused, not overwritten.
+  data, d = standard_eval.load(config, _DISTILLED.value, _ARCH.value)
+  # Inputs checked, a table made from other ones is refused, not replaced.
   inputs = ml_collections.ConfigDict({
-      'config': config.to_dict(), 'distilled': os.path.abspath(
-          _DISTILLED.value), 'arch': _ARCH.value, 'num_models': num_models,
-      'recipe': dataclasses.asdict(recipe)})
+      'config': workdir.without(config.to_dict(), train.HOW_NOT_WHAT),
+      'distilled': os.path.abspath(_DISTILLED.value), 'arch': _ARCH.value,
+      'num_models': num_models, 'recipe': dataclasses.asdict(recipe)})
   workdir.guard(_WORKDIR.value, inputs, _FRESH.value,
                 saved_as='standard_eval_inputs.json',
                 outputs=standard_eval.OUTPUTS)
-  rows = standard_eval.evaluate_file(config, _DISTILLED.value, _ARCH.value,
-                                     num_models, recipe)
+  rows = standard_eval.evaluate_set(config, data, d, _ARCH.value, num_models,
+                                    recipe)
   print(standard_eval.write_outputs(_WORKDIR.value, rows, recipe,
                                     _DISTILLED.value))
   return rows

@@ -94,6 +94,9 @@ def test_command_writes_a_cross_architecture_table(tmp_path, mnist):
   path = str(tmp_path / 'distilled.npz')
   export.save_distilled(path, _real_set(mnist))
   out = str(tmp_path / 'standard')
+  os.makedirs(out)  # A training run's workdir: the table may sit beside it.
+  with open(os.path.join(out, 'config.json'), 'w') as f:
+    f.write('{}')
   command = [sys.executable, '-m', 'experiments.evaluate', '--protocol',
              'standard', '--arch', 'mlp,alexcifarnet', '--config',
              'configs/mnist.py', '--distilled', path, '--num_models', '2',
@@ -126,6 +129,14 @@ def test_command_writes_a_cross_architecture_table(tmp_path, mnist):
   assert 'holds outputs of a different config' in result.stderr
   with open(os.path.join(out, 'standard_eval.md')) as f:
     assert f.read() == md
+  # An evaluation refused for its inputs claims no folder: fixed, it runs.
+  unknown = [a.replace('mlp,', 'vgg,') for a in command]
+  result = subprocess.run(unknown + ['--workdir', str(tmp_path / 'vgg')],
+                          cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 2 and "unknown architectures ['vgg']" in (
+      result.stderr)
+  assert not (tmp_path / 'vgg').exists()
 
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
