@@ -18,6 +18,7 @@ import numpy as np
 
 from ddistill import config_checks
 from ddistill import distill
+from ddistill import export
 from ddistill import models
 from ddistill import sharding
 from ddistill import train
@@ -42,15 +43,37 @@ def train_on(model: Union[nn.Module, Callable[[Any, jax.Array], jax.Array]],
   same architecture and init distribution.
   """
   apply_fn = models.Apply(model) if isinstance(model, nn.Module) else model
-  return _train(apply_fn, params, np.asarray(distilled.images),
-                np.asarray(distilled.targets), np.asarray(distilled.lrs))
+  if not isinstance(distilled, DistilledSet):
+    raise DataError('distilled must be a DistilledSet (ddistill.'
+                    f'load_distilled), not a {type(distilled).__name__}')
+  images = np.asarray(distilled.images)
+  targets = np.asarray(distilled.targets)
+  try:  # Shapes only: nothing is computed.
+    logits = jax.eval_shape(apply_fn, params, images[0])
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever the model's layers say about params or images that do not fit.
+    reason = (str(e).strip().splitlines() or [''])[0]
+    raise ConfigError(f'the model and params cannot take the set\'s images '
+                      f'{images.shape[2:]} ({type(e).__name__}: '
+                      f'{reason})') from e
+  classes = logits.shape[-1]
+  if (targets.ndim == 3 and targets.shape[-1] != classes) or (
+      targets.ndim == 2 and targets.max() >= classes):
+    raise ConfigError(f'the model gives {classes} logits per image; the set '
+                      f'has {distilled.soft_labels.shape[-1]} classes')
+  return _train(apply_fn, params, images, targets, np.asarray(distilled.lrs))
 
 
 def _check_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray,
                   num_classes: int) -> None:
-  if x_NxHxWxC.ndim != 4:
-    raise DataError(f'x must be images [N, H, W, C], not of shape '
+  if (isinstance(num_classes, bool) or
+      not isinstance(num_classes, (int, np.integer)) or num_classes < 2):
+    raise ConfigError(f'num_classes = {num_classes!r} must be an integer >= 2')
+  if x_NxHxWxC.ndim != 4 or not len(x_NxHxWxC):
+    raise DataError(f'x must be images [N, H, W, C], N >= 1, not of shape '
                     f'{x_NxHxWxC.shape}')
+  if not np.all(np.isfinite(x_NxHxWxC)):
+    raise DataError('x holds NaN or infinity')
   if y_N.shape != x_NxHxWxC.shape[:1]:
     raise DataError(f'y must be labels [N] = [{len(x_NxHxWxC)}], not of '
                     f'shape {y_N.shape}')
@@ -79,15 +102,21 @@ def distill_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray, num_classes: int,
   x_NxHxWxC: normalized images; y_N: their classes in [0, num_classes).
   mean, std: [C], kept in the set to draw it (default 0 and 1: x as given).
   """
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError('config must be an ml_collections.ConfigDict (configs/'
+                      f'default.py), not a {type(config).__name__}')
   x_NxHxWxC, y_N = np.asarray(x_NxHxWxC, np.float32), np.asarray(y_N)
   _check_arrays(x_NxHxWxC, y_N, num_classes)
+  channels = x_NxHxWxC.shape[-1]
+  mean = np.zeros(channels) if mean is None else np.asarray(mean)
+  std = np.ones(channels) if std is None else np.asarray(std)
+  export.check_normalization(mean, std, channels)
   config_checks.validate(config, image_size=x_NxHxWxC.shape[1:3])
   if config.data.val_size or config.data.zca:
     raise ConfigError('distill_arrays takes the arrays as given: set '
                       'config.data.val_size and config.data.zca to 0 (hold '
                       'out and whiten the arrays yourself: datasets.hold_out, '
                       'datasets.zca_whiten)')
-  channels = x_NxHxWxC.shape[-1]
   program = train.build_program(config, num_classes, x_NxHxWxC.shape[1:],
                                 num_examples=len(y_N))
   rep = sharding.replicated(program.mesh)
@@ -105,7 +134,4 @@ def distill_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray, num_classes: int,
             f'non-finite outer loss {loss} in iteration {it + 1} (checked '
             f'every {config.log_every} iterations)')
       logging.info('Iteration %d: outer loss %.4f', it + 1, loss)
-  return train.distilled_of(
-      config, program, state,
-      np.zeros(channels) if mean is None else mean,
-      np.ones(channels) if std is None else std)
+  return train.distilled_of(config, program, state, mean, std)

@@ -33,8 +33,8 @@ class DistilledSet:
   images: np.ndarray  # [steps, n, H, W, C] float32, normalized like the data.
   labels: np.ndarray  # [steps, n] int32: each image's class (argmax).
   lrs: np.ndarray  # [steps * epochs] float32, already positive (softplus).
-  mean: np.ndarray  # [C] (or [1]) mean used to normalize, in [0, 1] units.
-  std: np.ndarray  # [C] (or [1]).
+  mean: np.ndarray  # [C] (or one for all) mean used to normalize, in [0, 1].
+  std: np.ndarray  # [C] (or one for all).
   epochs: int
   # [steps, n, K] float32: what each image is trained towards (the loss is
   # -sum_k t_k log p_k). Rows sum to 1, unless `raw_labels`. None: one-hot of
@@ -50,6 +50,7 @@ class DistilledSet:
     if self.soft_labels is None:  # Frozen: set once, here.
       object.__setattr__(self, 'soft_labels', one_hot(
           self.labels, int(np.max(self.labels, initial=-1)) + 1))
+    _check(self)
 
   @property
   def steps(self) -> int:
@@ -66,10 +67,67 @@ class DistilledSet:
     return self.soft_labels
 
 
+def check_normalization(mean: np.ndarray, std: np.ndarray,
+                        channels: int) -> None:
+  """DataError unless mean and std are finite, std > 0, one per channel or
+  one for all."""
+  mean, std = np.asarray(mean), np.asarray(std)
+  fits = ((channels,), (1,), ())
+  if mean.shape not in fits or std.shape not in fits:
+    raise DataError(f'mean {mean.shape} and std {std.shape} do not fit '
+                    f'{channels}-channel images')
+  for name, value in (('mean', mean), ('std', std)):
+    if (not np.issubdtype(value.dtype, np.number) or
+        not np.all(np.isfinite(value))):
+      raise DataError(f'{name} hold NaN, infinity or no numbers')
+  if np.any(std <= 0):
+    raise DataError('std <= 0')
+
+
+def _check(d: DistilledSet) -> None:
+  """DataError saying what makes `d` unusable: shapes that do not fit
+  together, NaN or infinity, lrs or labels < 0, std <= 0, soft labels that
+  are not distributions (unless raw) or cover fewer classes than labels."""
+  images, labels, lrs = map(np.asarray, (d.images, d.labels, d.lrs))
+  mean, std, soft = map(np.asarray, (d.mean, d.std, d.soft_labels))
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise DataError(f'labels are {labels.dtype}, not integers')
+  if isinstance(d.epochs, bool) or not isinstance(
+      d.epochs, (int, np.integer)) or d.epochs < 1:
+    raise DataError(f'epochs = {d.epochs!r}, not an integer >= 1')
+  if images.ndim != 5 or labels.shape != images.shape[:2]:
+    raise DataError(f'images {images.shape} and labels {labels.shape} do '
+                    'not fit [steps, n, H, W, C] / [steps, n]')
+  if lrs.shape != (images.shape[0] * d.epochs,):
+    raise DataError(f'{lrs.shape} lrs for {images.shape[0]} steps x '
+                    f'{d.epochs} epochs')
+  check_normalization(mean, std, images.shape[-1])
+  if soft.ndim != 3 or soft.shape[:2] != labels.shape:
+    raise DataError(f'soft_labels {soft.shape} do not fit labels '
+                    f'{labels.shape} as [steps, n, classes]')
+  for name, value in (('images', images), ('lrs', lrs),
+                      ('soft_labels', soft)):
+    if not np.issubdtype(value.dtype, np.number):
+      raise DataError(f'{name} are {value.dtype}, not numbers')
+    if not np.all(np.isfinite(value)):
+      raise DataError(f'{name} hold NaN or infinity')
+  if np.any(lrs < 0):
+    raise DataError('lrs < 0')
+  if np.any(labels < 0) or np.any(labels >= soft.shape[-1]):
+    raise DataError(f'labels outside [0, {soft.shape[-1]}), the classes of '
+                    'soft_labels (or num_classes, for a file without them)')
+  if not d.raw_labels and (soft.min(initial=0) < 0 or np.abs(
+      soft.sum(-1) - 1).max(initial=0) > SUM_TOLERANCE):
+    raise DataError('soft_labels rows are not distributions (non-negative, '
+                    'summing to 1)')
+
+
 def save_distilled(path: str, distilled: DistilledSet) -> None:
-  """Writes atomically: a crash never leaves a half-written file at `path`."""
-  with atomic_files.replacing(path) as tmp:
-    np.savez(tmp, images=np.asarray(distilled.images, np.float32),
+  """Writes atomically: a crash never leaves a half-written file at `path`
+  (named as given: np.savez appends .npz to a name only, not a file)."""
+  _check(distilled)  # Its arrays may have changed in place since.
+  with atomic_files.replacing(path) as tmp, open(tmp, 'wb') as f:
+    np.savez(f, images=np.asarray(distilled.images, np.float32),
              labels=np.asarray(distilled.labels, np.int32),
              lrs=np.asarray(distilled.lrs, np.float32),
              mean=np.asarray(distilled.mean, np.float32),
@@ -117,48 +175,17 @@ def load_distilled(path: str,
   missing = [k for k in FIELDS if k not in f]
   if missing:
     raise DataError(f'{path}: missing arrays {missing}')
-  if not np.issubdtype(f['labels'].dtype, np.integer):
-    raise DataError(f'{path}: labels are {f["labels"].dtype}, not integers')
   soft_labels = f.get('soft_labels')
   if soft_labels is None and num_classes is not None:
     soft_labels = one_hot(f['labels'], num_classes)
   raw = bool(_scalar(f, 'raw_labels', path)) if 'raw_labels' in f else False
   zca = float(_scalar(f, 'zca', path)) if 'zca' in f else 0.0
   epochs = _scalar(f, 'epochs', path)
-  if not isinstance(epochs, int) or epochs < 1:
-    raise DataError(f'{path}: epochs = {epochs!r}, not an integer >= 1')
-  d = DistilledSet(f['images'], f['labels'], f['lrs'], f['mean'], f['std'],
-                   epochs, soft_labels, raw, zca)
-  if d.images.ndim != 5 or d.labels.shape != d.images.shape[:2]:
-    raise DataError(f'{path}: images {d.images.shape} and labels '
-                    f'{d.labels.shape} do not fit [steps, n, H, W, C] / '
-                    '[steps, n]')
-  if d.lrs.shape != (d.steps * d.epochs,):
-    raise DataError(f'{path}: {d.lrs.shape[0]} lrs for {d.steps} steps x '
-                    f'{d.epochs} epochs')
-  fits = ((d.images.shape[-1],), (1,))  # Per channel, or one for all.
-  if d.mean.shape not in fits or d.std.shape not in fits:
-    raise DataError(f'{path}: mean {d.mean.shape} and std {d.std.shape} do '
-                    f'not fit {d.images.shape[-1]}-channel images')
-  for name in ('images', 'lrs', 'mean', 'std'):
-    if not np.all(np.isfinite(getattr(d, name))):
-      raise DataError(f'{path}: {name} hold NaN or infinity')
-  if np.any(d.lrs < 0):
-    raise DataError(f'{path}: lrs < 0')
-  if np.any(d.labels < 0):
-    raise DataError(f'{path}: labels < 0')
-  if np.any(d.std <= 0):
-    raise DataError(f'{path}: std <= 0')
-  soft = d.soft_labels
-  if soft.ndim != 3 or soft.shape[:2] != d.labels.shape:
-    raise DataError(f'{path}: soft_labels {soft.shape} do not fit labels '
-                    f'{d.labels.shape} as [steps, n, classes]')
-  if d.raw_labels:
-    if not np.all(np.isfinite(soft)):
-      raise DataError(f'{path}: raw soft_labels hold NaN or infinity')
-  elif soft.min() < 0 or np.abs(soft.sum(-1) - 1).max() > SUM_TOLERANCE:
-    raise DataError(f'{path}: soft_labels rows are not distributions '
-                    '(non-negative, summing to 1)')
+  try:
+    d = DistilledSet(f['images'], f['labels'], f['lrs'], f['mean'],
+                     f['std'], epochs, soft_labels, raw, zca)
+  except DataError as e:  # What is wrong with it, after the file's name.
+    raise DataError(f'{path}: {e}') from None
   return d
 
 

@@ -84,6 +84,50 @@ def test_train_on_takes_a_module_or_an_apply_fn():
     assert not np.allclose(a, a0)
 
 
+def test_train_on_names_a_model_or_params_that_do_not_fit_the_set():
+  rng = np.random.default_rng(0)
+  d = ddistill.DistilledSet(
+      images=rng.normal(size=(1, 3, 8, 8, 1)).astype(np.float32),
+      labels=np.arange(3, dtype=np.int32)[None], lrs=np.full(1, 0.1),
+      mean=np.zeros(1), std=np.ones(1), epochs=1)
+  init = inits.kernel_initializer('xavier_normal')
+  mlp = models.make_model('mlp', 3, (8, 8, 1), init)
+  params = mlp.init(jax.random.key(0), d.images[0])['params']
+  lenet = models.make_model('lenet', 3, (28, 28, 1), init)
+  with pytest.raises(errors.ConfigError, match=r'cannot take the set.s '
+                     r'images \(8, 8, 1\)'):
+    ddistill.train_on(lenet, params, d)  # Another model's params.
+  two = models.make_model('mlp', 2, (8, 8, 1), init)
+  with pytest.raises(errors.ConfigError, match='gives 2 logits per image; '
+                     'the set has 3 classes'):
+    ddistill.train_on(two, two.init(jax.random.key(0), d.images[0])[
+        'params'], d)
+  with pytest.raises(errors.DataError, match='must be a DistilledSet'):
+    ddistill.train_on(mlp, params, {'images': d.images})
+
+
+@pytest.mark.parametrize('x, y, num_classes, kw, error, message', [
+    (np.full((12, 8, 8, 1), np.nan), np.arange(12) % 4, 4, {},
+     errors.DataError, 'x holds NaN'),
+    (np.zeros((0, 8, 8, 1)), np.zeros(0, int), 4, {}, errors.DataError,
+     r'N >= 1, not of shape \(0, 8, 8, 1\)'),
+    (np.zeros((12, 8, 8, 1)), np.arange(12) % 4, 4.0, {}, errors.ConfigError,
+     'num_classes = 4.0 must be an integer >= 2'),
+    (np.zeros((12, 8, 8, 1)), np.zeros(12, int), 1, {}, errors.ConfigError,
+     'num_classes = 1 must be'),
+    (np.zeros((12, 8, 8, 1)), np.arange(12) % 4, 4, {'mean': np.zeros(3)},
+     errors.DataError, r'mean \(3,\) and std \(1,\) do not fit 1-channel'),
+    (np.zeros((12, 8, 8, 1)), np.arange(12) % 4, 4, {'std': np.zeros(1)},
+     errors.DataError, 'std <= 0'),
+])
+def test_distill_arrays_names_bad_arguments_before_distilling(
+    x, y, num_classes, kw, error, message):
+  with pytest.raises(error, match=message):
+    ddistill.distill_arrays(x, y, num_classes, _config(), **kw)
+  with pytest.raises(errors.ConfigError, match='must be an ml_collections'):
+    ddistill.distill_arrays(x, y, num_classes, None)
+
+
 @pytest.mark.parametrize('x_shape, y, message', [
     ((12, 8, 8), np.arange(12) % 4, 'x must be images'),
     ((12, 8, 8, 1), np.arange(11) % 4, 'y must be labels'),

@@ -162,6 +162,7 @@ def _damaged(path, kind):
       'negative lrs': ('lrs', -good.lrs),
       'float labels': ('labels', good.labels.astype(np.float32)),
       'zero std': ('std', np.zeros(1, np.float32)),
+      'NaN soft labels': ('soft_labels', np.full((2, 3, 3), np.nan)),
       'mean for 5 channels': ('mean', np.zeros(5, np.float32)),
   }[kind]
   arrays[field] = value
@@ -180,6 +181,7 @@ def _damaged(path, kind):
     ('negative lrs', 'lrs < 0'),
     ('float labels', 'labels are float32, not integers'),
     ('zero std', 'std <= 0'),
+    ('NaN soft labels', 'soft_labels hold NaN or infinity'),
     ('mean for 5 channels', r'mean \(5,\) and std \(1,\) do not fit 1-channel'),
 ])
 def test_a_damaged_or_unusable_distilled_file_is_named(tmp_path, kind,
@@ -188,3 +190,36 @@ def test_a_damaged_or_unusable_distilled_file_is_named(tmp_path, kind,
   _damaged(path, kind)
   with pytest.raises(export.DataError, match=f'distilled.npz: {message}'):
     export.load_distilled(str(path))
+
+
+def test_files_of_earlier_layouts_still_load(tmp_path):
+  """No soft_labels, raw_labels or zca (files from before they existed),
+  and one mean and std for all channels: as a number, or as [1] (the
+  continual runner's memories)."""
+  good = _distilled(3, False)
+  for mean, std in ((np.float32(0.5), np.float32(0.25)),
+                    (np.zeros(1, np.float32), np.ones(1, np.float32))):
+    path = tmp_path / f'old{np.ndim(mean)}.npz'
+    np.savez(path, images=good.images, labels=good.labels, lrs=good.lrs,
+             mean=mean, std=std, epochs=np.int32(good.epochs))
+    d = export.load_distilled(str(path), num_classes=4)
+    assert d.soft_labels.shape == (*good.labels.shape, 4)
+    assert not d.raw_labels and d.zca == 0.0
+    np.testing.assert_array_equal(d.images, good.images)
+
+
+def test_save_writes_the_path_given_and_never_an_unusable_set(tmp_path):
+  good = _distilled(1, False)
+  path = tmp_path / 'set.data'  # Not .npz: written as named all the same.
+  export.save_distilled(str(path), good)
+  assert sorted(os.listdir(tmp_path)) == ['set.data']
+  np.testing.assert_array_equal(export.load_distilled(str(path)).lrs,
+                                good.lrs)
+  with pytest.raises(export.DataError, match='std <= 0'):
+    export.DistilledSet(good.images, good.labels, good.lrs, good.mean,
+                        np.zeros(1), good.epochs)
+  good.images[0, 0, 0, 0, 0] = np.nan  # Changed in place after it was made.
+  with pytest.raises(export.DataError, match='images hold NaN'):
+    export.save_distilled(str(path), good)
+  assert sorted(os.listdir(tmp_path)) == ['set.data']
+  assert np.all(np.isfinite(export.load_distilled(str(path)).images))
