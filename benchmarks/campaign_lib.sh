@@ -13,13 +13,25 @@ campaign_init() {
   fi
   WORKDIR=$2
   OUTDIR=$3
-  mkdir -p "$WORKDIR/done" "$WORKDIR/logs" "$OUTDIR"
-  export DDISTILL_DATA_DIR="${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}"
-  export PYTHONUNBUFFERED=1
   BUDGET_S=${BUDGET_S:-540}
   SMOKE=${SMOKE:-0}
   SKIP=${SKIP:-}
   DRY_RUN=${DRY_RUN:-0}
+  local problem=
+  [[ $BUDGET_S =~ ^[0-9]+$ ]] || problem="BUDGET_S=$BUDGET_S is not seconds"
+  [[ $SMOKE =~ ^[01]$ ]] || problem="SMOKE=$SMOKE: use 1 or 0"
+  [[ $DRY_RUN =~ ^[01]$ ]] || problem="DRY_RUN=$DRY_RUN: use 1 or 0"
+  [ -n "$WORKDIR" ] && [ -n "$OUTDIR" ] || problem="WORKDIR or OUTDIR is ''"
+  if [ -z "$problem" ] &&
+     ! mkdir -p "$WORKDIR/done" "$WORKDIR/logs" "$OUTDIR" 2> /dev/null; then
+    problem="cannot make folders in $WORKDIR and $OUTDIR"
+  fi
+  if [ -n "$problem" ]; then
+    echo "error: $problem" >&2
+    exit 2
+  fi
+  export DDISTILL_DATA_DIR="${DDISTILL_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+  export PYTHONUNBUFFERED=1
   SKIPPED=
   START=$(date +%s)
 }
@@ -116,16 +128,18 @@ stage() {
 }
 
 campaign_finish() {  # Copies what is left, then says what was skipped.
-  if [ "$DRY_RUN" = 1 ]; then
-    echo "campaign: dry run; nothing run"
-    return 0
-  fi
-  collect
+  # Every stage was visited (run, done or skipped): a SKIP name none of them
+  # took is misspelt. DRY_RUN=1 shows it before a real call.
   local name
   for name in $SKIP; do
     listed "$name" "$SKIPPED" || [ -f "$WORKDIR/done/$name" ] ||
       echo "campaign: SKIP names no stage of this script: $name" >&2
   done
+  if [ "$DRY_RUN" = 1 ]; then
+    echo "campaign: dry run; nothing run"
+    return 0
+  fi
+  collect
   if [ -n "$SKIPPED" ]; then
     echo "campaign: every stage done but those skipped:$SKIPPED"
   else

@@ -8,7 +8,8 @@
 # machine: a copy of the data, the wheels that machine lacks, and the state
 # the previous call returned. PART...: the campaign.tgz.NN files that call
 # left under $OUT (or one campaign.tgz from before they were split). They are
-# joined and kept as $CAMPAIGN_STATE (default
+# joined and kept as $CAMPAIGN_STATE (the state it replaces as
+# $CAMPAIGN_STATE.previous; default
 # ~/.cache/ddistill-campaign/campaign.tgz), outside the checkout, because a
 # session's checkout (and its .campaign/) may not outlive it; then unpacked
 # over .campaign/ so the next call resumes where it stopped. Without PART the
@@ -26,8 +27,16 @@ if [ "${1:-}" = --return ]; then
     echo "usage: bash benchmarks/campaign_pack.sh --return DIR (a folder)" >&2
     exit 2
   fi
+  if [ ! -d "$ROOT/.campaign/work" ]; then  # Else an empty archive returns.
+    echo "campaign_pack: no $ROOT/.campaign/work to return" >&2
+    exit 2
+  fi
+  # Split in a folder of its own, moved in whole: no half state in DIR.
+  rm -rf "$2/.campaign_parts" && mkdir "$2/.campaign_parts"
   tar czf - --exclude='pretrain_*/params' --exclude='pretrain_*/chunks' \
-      -C "$ROOT/.campaign" work | split -b 15M -d - "$2/campaign.tgz."
+      -C "$ROOT/.campaign" work |
+    split -b 15M -d - "$2/.campaign_parts/campaign.tgz."
+  mv "$2"/.campaign_parts/campaign.tgz.* "$2"/ && rmdir "$2/.campaign_parts"
   parts=$(ls "$2"/campaign.tgz.* | wc -l)
   echo "campaign_pack: state in $parts part(s): $(du -ch "$2"/campaign.tgz.* | tail -1 | cut -f1)"
   [ "$parts" -le 4 ] ||
@@ -44,11 +53,15 @@ if [ $# -ge 1 ]; then
   done
   mkdir -p "$(dirname "$STATE")"
   cat "$@" > "$STATE.tmp"
-  if ! tar tzf "$STATE.tmp" > /dev/null 2>&1; then  # The kept state stays intact.
+  # A campaign state holds work/ (gpu_campaign.sh's WORKDIR); anything else
+  # leaves the kept state intact.
+  if ! tar tzf "$STATE.tmp" 2> /dev/null | grep -q '^work/'; then
     rm -f "$STATE.tmp"
-    echo "campaign_pack: $* is not a readable .tgz; kept state unchanged" >&2
+    echo "campaign_pack: $* is not a campaign state (.tgz of work/); kept" \
+      "state unchanged" >&2
     exit 1
   fi
+  [ -f "$STATE" ] && mv "$STATE" "$STATE.previous"  # One step back, kept.
   mv "$STATE.tmp" "$STATE"
 fi
 cd "$ROOT"

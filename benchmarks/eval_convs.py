@@ -28,7 +28,8 @@ from ddistill import inits
 from ddistill import models
 from ddistill.models import layers
 
-_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per figure.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per figure.',
+                                lower_bound=1)
 
 
 def conv_as_shifted_sum(x_BxHxWxC: jax.Array, kernel_KxKxCxO: jax.Array,

@@ -24,18 +24,22 @@ import statistics
 import sys
 import time
 
-from absl import app
 from absl import flags
 import jax
 
 sys.path.insert(0, '.')  # Run from the repo root without installing.
 from configs import mnist as mnist_config  # pylint: disable=g-import-not-at-top
+from ddistill import config_checks
 from ddistill import train
+from experiments import flags as experiment_flags
 
 _SETTING = flags.DEFINE_enum('setting', 'a', ['a', 'b', 'c', 'd'], 'Setting.')
-_UNROLL = flags.DEFINE_integer('unroll', 30, 'T for setting d.')
-_INITS = flags.DEFINE_integer('inits', 4, 'Inits per iteration in setting b.')
-_REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed iterations.')
+_UNROLL = flags.DEFINE_integer('unroll', 30, 'T for setting d.',
+                               lower_bound=1)
+_INITS = flags.DEFINE_integer('inits', 4, 'Inits per iteration in setting b.',
+                              lower_bound=1)
+_REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed iterations.',
+                                lower_bound=1)
 _BATCHING = flags.DEFINE_string('batching', 'auto', 'auto | vmap | map.')
 _CONV = flags.DEFINE_string('conv_impl', 'auto',
                             'Inner steps: auto | xla | matmul | banded | '
@@ -44,9 +48,11 @@ _CONV_FIRST = flags.DEFINE_string('first_order_conv_impl', 'auto',
                                   'Real batch: auto | xla | matmul | banded | '
                                   'split | blocks.')
 _BATCH = flags.DEFINE_integer('real_batch_size', 1024, 'Real images per '
-                              'iteration (smaller for smoke runs).')
+                              'iteration (smaller for smoke runs).',
+                              lower_bound=1)
 _EPOCHS = flags.DEFINE_integer('epochs', 0, 'Passes over the steps in '
-                               'settings a to c; 0 keeps the setting\'s 3.')
+                               'settings a to c; 0 keeps the setting\'s 3.',
+                               lower_bound=0)
 _PROFILE = flags.DEFINE_string('profile_dir', '', 'If set, writes a jax '
                                 'profiler trace of the last timed iteration '
                                 'there (TensorBoard or Perfetto); tracing '
@@ -82,6 +88,7 @@ def setting_config(setting: str, unroll: int, num_inits: int):
     config.distill.steps = 1
     config.distill.images_per_class = 10
     config.distill.epochs = unroll
+  config_checks.validate(config)  # A bad --conv_impl, say: one line.
   return config
 
 
@@ -178,5 +185,7 @@ def main(argv):
         f'gflops={gflop / sec:.1f}')
 
 
+experiment_flags.define(workdir=None)  # --traceback; errors as one line.
+
 if __name__ == '__main__':
-  app.run(main)
+  experiment_flags.run(main)

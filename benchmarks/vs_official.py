@@ -27,9 +27,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, '..', '..', 'shared')
 
 _SETTING = flags.DEFINE_enum('setting', 'a', ['a', 'b'], 'Setting.')
-_PAIRS = flags.DEFINE_integer('pairs', 5, 'Paired runs.')
+_PAIRS = flags.DEFINE_integer('pairs', 5, 'Paired runs.', lower_bound=1)
 _ITERS = flags.DEFINE_integer('iterations', 15, 'Timed iterations per run '
-                              '(each side reports its median).')
+                              '(each side reports its median).', lower_bound=1)
 _PEER_DIR = flags.DEFINE_string(
     'peer_dir', os.path.expanduser('~/.cache/ddistill-peer'),
     'Where setup_peer.sh put the official source (src/) and its venv/.')
@@ -57,6 +57,9 @@ def main(argv):
   if not os.path.exists(python):
     sys.exit(f'no official-code peer in {_PEER_DIR.value}: run '
              f'{os.path.join(SHARED, "peer", "setup_peer.sh")} GIT_DIR first')
+  for path in (_PEER_SCRIPT.value, _MNIST_DIR.value):  # Before any timing.
+    if not os.path.exists(path):
+      sys.exit(f'{path}: not found')
   setting = _SETTING.value
   ours_cmd = [sys.executable, 'benchmarks/outer_step.py', '--setting', setting,
               '--repeats', str(_ITERS.value), '--flops=false']

@@ -173,14 +173,64 @@ def _pack(tmp_path, *args):
   return result, kept
 
 
-def test_pack_refuses_a_damaged_archive_and_keeps_the_saved_state(tmp_path):
+@pytest.mark.parametrize('kind', ['cut off', 'no work/'])
+def test_pack_refuses_a_damaged_archive_and_keeps_the_saved_state(tmp_path,
+                                                                  kind):
   damaged = tmp_path / 'campaign.tgz'
-  damaged.write_bytes(b'cut off mid-transfer')
+  if kind == 'cut off':
+    damaged.write_bytes(b'cut off mid-transfer')
+  else:  # A readable archive, but not of a campaign's state.
+    (tmp_path / 'other').mkdir()
+    subprocess.run(['tar', 'czf', str(damaged), '-C', str(tmp_path),
+                    'other'], check=True)
   result, kept = _pack(tmp_path, damaged)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
-      f'campaign_pack: {damaged} is not a readable .tgz; kept state unchanged']
+      f'campaign_pack: {damaged} is not a campaign state (.tgz of work/); '
+      'kept state unchanged']
   assert kept.read_bytes() == KEPT
+
+
+def test_return_without_a_state_leaves_no_part(tmp_path):
+  # The script in a checkout of its own that has no .campaign/work.
+  (tmp_path / 'repo' / 'benchmarks').mkdir(parents=True)
+  script = tmp_path / 'repo' / 'benchmarks' / 'campaign_pack.sh'
+  script.write_text((ROOT / 'benchmarks' / 'campaign_pack.sh').read_text())
+  (tmp_path / 'out').mkdir()
+  result = subprocess.run(['bash', str(script), '--return',
+                           str(tmp_path / 'out')], capture_output=True,
+                          text=True, timeout=60)
+  assert result.returncode == 2
+  assert 'no ' in result.stderr and '.campaign/work to return' in result.stderr
+  assert not os.listdir(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('variable, value, message', [
+    ('BUDGET_S', 'abc', 'error: BUDGET_S=abc is not seconds'),
+    ('DRY_RUN', 'true', 'error: DRY_RUN=true: use 1 or 0'),
+    ('SMOKE', 'yes', 'error: SMOKE=yes: use 1 or 0'),
+])
+def test_a_bad_setting_stops_the_call_before_any_stage(tmp_path, variable,
+                                                       value, message):
+  result = subprocess.run(
+      ['bash', 'benchmarks/gpu_campaign.sh', str(tmp_path / 'work'),
+       str(tmp_path / 'out')], cwd=ROOT, env=dict(os.environ,
+                                                   **{variable: value}),
+      capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [message]
+  assert not (tmp_path / 'work').exists()
+
+
+def test_a_dry_run_names_a_misspelt_skip(tmp_path):
+  result = subprocess.run(
+      ['bash', 'benchmarks/gpu_campaign.sh', str(tmp_path / 'work'),
+       str(tmp_path / 'out')], cwd=ROOT, env=dict(
+           os.environ, DRY_RUN='1', SMOKE='1', SKIP='bench_a tabel1'),
+      capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0, result.stderr
+  assert result.stderr.strip().splitlines() == [
+      'campaign: SKIP names no stage of this script: tabel1']
 
 
 def test_pack_refuses_a_missing_part_and_a_return_without_a_folder(tmp_path):

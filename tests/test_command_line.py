@@ -64,9 +64,6 @@ EVALUATE = ('experiments.evaluate', '--config', 'configs/mnist.py:quick',
     ((*EVALUATE, '--arch', 'lenet', '--epochs', '5'),
      'error: --arch, --epochs: for --protocol standard only'),
     ((*EVALUATE, '--num_models', '0'), 'error: flag --num_models=0'),
-    # Another evaluation's table is there.
-    ((*EVALUATE, '--protocol', 'standard', '--workdir', '{tmp}/standard'),
-     'error: {tmp}/standard holds outputs of a different config'),
     (('experiments.mnist', '--config', 'configs/mnist.py:quick', '--workdir',
       '{tmp}/w', '--distributed'), 'error: --distributed could not start'),
     (('experiments.export', '{tmp}/d.npz', '--out', ''),
@@ -74,8 +71,6 @@ EVALUATE = ('experiments.evaluate', '--config', 'configs/mnist.py:quick',
 ])
 def test_contradictory_or_out_of_range_flags_print_one_line(tmp_path, args,
                                                             message):
-  (tmp_path / 'standard').mkdir()
-  (tmp_path / 'standard' / 'standard_eval_inputs.json').write_text('{"a": 1}')
   module, *args = [a.format(tmp=tmp_path) for a in args]
   run = _run(module, *args)
   assert run.returncode == 2, run.stderr[-2000:]
@@ -83,8 +78,6 @@ def test_contradictory_or_out_of_range_flags_print_one_line(tmp_path, args,
             if not line.startswith(('I', 'W'))]  # absl's log lines.
   assert len(errors) == 1, run.stderr
   assert errors[0].startswith(message.format(tmp=tmp_path)), run.stderr
-  assert (tmp_path / 'standard' / 'standard_eval_inputs.json').read_text() == (
-      '{"a": 1}')
 
 
 def test_a_diverged_run_prints_one_line_and_keeps_its_checkpoint(tmp_path,
@@ -129,3 +122,17 @@ def test_table_mains_print_from_the_results_not_the_file(table, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert not os.listdir(tmp_path)  # Nothing written, nothing read.
   assert '| source |' in result.stdout
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--unroll', '0'], 'error: flag --unroll=0: 0 is not a positive integer'),
+    (['--conv_impl', 'foo'], "error: config.model.conv_impl = 'foo' is not"),
+])
+def test_the_step_benchmark_refuses_bad_flags_in_one_line(args, message):
+  run = subprocess.run([sys.executable, 'benchmarks/outer_step.py', *args],
+                       cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS='cpu'),
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 2, run.stderr[-2000:]
+  errors = [line for line in run.stderr.splitlines()
+            if not line.startswith(('I', 'W'))]  # absl's log lines.
+  assert len(errors) == 1 and errors[0].startswith(message), run.stderr
