@@ -18,7 +18,9 @@ campaign_init() {
   SKIP=${SKIP:-}
   DRY_RUN=${DRY_RUN:-0}
   local problem=
-  [[ $BUDGET_S =~ ^[0-9]+$ ]] || problem="BUDGET_S=$BUDGET_S is not seconds"
+  # No leading zeros: bash arithmetic would read them as octal.
+  [[ $BUDGET_S =~ ^(0|[1-9][0-9]*)$ ]] ||
+    problem="BUDGET_S=$BUDGET_S is not seconds"
   [[ $SMOKE =~ ^[01]$ ]] || problem="SMOKE=$SMOKE: use 1 or 0"
   [[ $DRY_RUN =~ ^[01]$ ]] || problem="DRY_RUN=$DRY_RUN: use 1 or 0"
   [ -n "$WORKDIR" ] && [ -n "$OUTDIR" ] || problem="WORKDIR or OUTDIR is ''"

@@ -55,7 +55,9 @@ if [ $# -ge 1 ]; then
   cat "$@" > "$STATE.tmp"
   # A campaign state holds work/ (gpu_campaign.sh's WORKDIR); anything else
   # leaves the kept state intact.
-  if ! tar tzf "$STATE.tmp" 2> /dev/null | grep -q '^work/'; then
+  # (grep reads the whole listing: grep -q would stop early and, under
+  # pipefail, fail the pipeline through tar's SIGPIPE.)
+  if ! tar tzf "$STATE.tmp" 2> /dev/null | grep '^work/' > /dev/null; then
     rm -f "$STATE.tmp"
     echo "campaign_pack: $* is not a campaign state (.tgz of work/); kept" \
       "state unchanged" >&2

@@ -53,9 +53,12 @@ def train_on(model: Union[nn.Module, Callable[[Any, jax.Array], jax.Array]],
   except Exception as e:  # pylint: disable=broad-except
     # Whatever the model's layers say about params or images that do not fit.
     reason = (str(e).strip().splitlines() or [''])[0]
-    raise ConfigError(f'the model and params cannot take the set\'s images '
-                      f'{images.shape[2:]} ({type(e).__name__}: '
+    raise ConfigError(f'the model on params and one step\'s images '
+                      f'{images.shape[1:]} failed ({type(e).__name__}: '
                       f'{reason})') from e
+  if getattr(logits, 'ndim', 0) != 2:
+    raise ConfigError(f'the model must give logits [n, classes], not '
+                      f'{getattr(logits, "shape", type(logits).__name__)}')
   classes = logits.shape[-1]
   if (targets.ndim == 3 and targets.shape[-1] != classes) or (
       targets.ndim == 2 and targets.max() >= classes):

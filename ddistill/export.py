@@ -50,6 +50,8 @@ class DistilledSet:
     if self.soft_labels is None:  # Frozen: set once, here.
       object.__setattr__(self, 'soft_labels', one_hot(
           self.labels, int(np.max(self.labels, initial=-1)) + 1))
+    for name in ('mean', 'std'):  # One number for all channels: as [1].
+      object.__setattr__(self, name, np.atleast_1d(getattr(self, name)))
     _check(self)
 
   @property
@@ -95,9 +97,11 @@ def _check(d: DistilledSet) -> None:
   if isinstance(d.epochs, bool) or not isinstance(
       d.epochs, (int, np.integer)) or d.epochs < 1:
     raise DataError(f'epochs = {d.epochs!r}, not an integer >= 1')
-  if images.ndim != 5 or labels.shape != images.shape[:2]:
+  if (images.ndim != 5 or labels.shape != images.shape[:2] or
+      not images.shape[0] or not images.shape[1]):
     raise DataError(f'images {images.shape} and labels {labels.shape} do '
-                    'not fit [steps, n, H, W, C] / [steps, n]')
+                    'not fit [steps, n, H, W, C] / [steps, n], steps and n '
+                    '>= 1')
   if lrs.shape != (images.shape[0] * d.epochs,):
     raise DataError(f'{lrs.shape} lrs for {images.shape[0]} steps x '
                     f'{d.epochs} epochs')

@@ -94,8 +94,8 @@ def test_train_on_names_a_model_or_params_that_do_not_fit_the_set():
   mlp = models.make_model('mlp', 3, (8, 8, 1), init)
   params = mlp.init(jax.random.key(0), d.images[0])['params']
   lenet = models.make_model('lenet', 3, (28, 28, 1), init)
-  with pytest.raises(errors.ConfigError, match=r'cannot take the set.s '
-                     r'images \(8, 8, 1\)'):
+  with pytest.raises(errors.ConfigError, match=r'the model on params and '
+                     r'one step.s images \(3, 8, 8, 1\) failed'):
     ddistill.train_on(lenet, params, d)  # Another model's params.
   two = models.make_model('mlp', 2, (8, 8, 1), init)
   with pytest.raises(errors.ConfigError, match='gives 2 logits per image; '

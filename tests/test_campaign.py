@@ -7,6 +7,7 @@ damaged state archive never replaces the kept one."""
 import os
 import pathlib
 import shlex
+import shutil
 import subprocess
 
 from command_parser import run_parser
@@ -189,6 +190,56 @@ def test_pack_refuses_a_damaged_archive_and_keeps_the_saved_state(tmp_path,
       f'campaign_pack: {damaged} is not a campaign state (.tgz of work/); '
       'kept state unchanged']
   assert kept.read_bytes() == KEPT
+
+
+def _checkout_of_the_pack_scripts(tmp_path):
+  """A folder with benchmarks/campaign_pack.sh and campaign_lib.sh, as a
+  checkout of its own (the scripts find their root from their path)."""
+  repo = tmp_path / 'repo'
+  (repo / 'benchmarks').mkdir(parents=True)
+  for name in ('campaign_pack.sh', 'campaign_lib.sh'):
+    (repo / 'benchmarks' / name).write_text(
+        (ROOT / 'benchmarks' / name).read_text())
+  return repo
+
+
+def test_a_returned_state_round_trips_and_the_one_it_replaces_is_kept(
+    tmp_path):
+  repo = _checkout_of_the_pack_scripts(tmp_path)
+  work = repo / '.campaign' / 'work'
+  (work / 'done').mkdir(parents=True)
+  (work / 'done' / 'bench_a').touch()
+  for i in range(300):  # Enough entries that a listing cut short shows.
+    (work / 'logs').mkdir(exist_ok=True)
+    (work / 'logs' / f'stage{i}.log').write_text(f'log {i}\n')
+  out = tmp_path / 'out'
+  out.mkdir()
+  result = subprocess.run(['bash', 'benchmarks/campaign_pack.sh', '--return',
+                           str(out)], cwd=repo, capture_output=True,
+                          text=True, timeout=60)
+  assert result.returncode == 0, result.stderr
+  parts = sorted(str(p) for p in out.iterdir())
+  assert [os.path.basename(p) for p in parts] == ['campaign.tgz.00']
+
+  # The next session: a fresh .campaign (data and the wheel already there).
+  shutil.rmtree(repo / '.campaign')
+  (repo / '.campaign' / 'wheels').mkdir(parents=True)
+  (repo / '.campaign' / 'wheels' / 'ml_collections-0-py3-none-any.whl').touch()
+  data = tmp_path / 'data'
+  for name in ('mnist', 'cifar10', 'usps'):
+    (data / name).mkdir(parents=True)
+  kept = tmp_path / 'state' / 'campaign.tgz'
+  kept.parent.mkdir()
+  kept.write_bytes(KEPT)
+  result = subprocess.run(
+      ['bash', 'benchmarks/campaign_pack.sh', *parts], cwd=repo,
+      env=dict(os.environ, CAMPAIGN_STATE=str(kept),
+               DDISTILL_DATA_DIR=str(data)),
+      capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0, result.stderr
+  assert 'stages done: bench_a' in result.stdout
+  assert (kept.parent / 'campaign.tgz.previous').read_bytes() == KEPT
+  assert (work / 'logs' / 'stage299.log').read_text() == 'log 299\n'
 
 
 def test_return_without_a_state_leaves_no_part(tmp_path):

@@ -206,6 +206,8 @@ def test_files_of_earlier_layouts_still_load(tmp_path):
     assert d.soft_labels.shape == (*good.labels.shape, 4)
     assert not d.raw_labels and d.zca == 0.0
     np.testing.assert_array_equal(d.images, good.images)
+    assert d.mean.shape == d.std.shape == (1,)  # One for all channels.
+    export.write_image_folder(d, str(tmp_path / f'png{np.ndim(mean)}'))
 
 
 def test_save_writes_the_path_given_and_never_an_unusable_set(tmp_path):
