@@ -17,17 +17,21 @@ the real step is slower than this. Last line:
 `floor_ms_per_step=... floor_s_at_2000=...`.
 """
 
+import sys
 import time
 
-from absl import app
 from absl import flags
 import jax
 from jax import lax
 import jax.numpy as jnp
 
+sys.path.insert(0, '.')  # Run from the repo root without installing.
+from experiments import flags as experiment_flags  # pylint: disable=g-import-not-at-top
+
 _CONV = flags.DEFINE_enum('conv', 'banded', ['im2col', 'banded'],
                           'The matmul formulation of the convolutions.')
-_IMAGES = flags.DEFINE_integer('images', 100, 'Images per GD step.')
+_IMAGES = flags.DEFINE_integer('images', 100, 'Images per GD step.',
+                               lower_bound=1)
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
                            'Operand dtype; products accumulate in float32.')
 _LOOPS = 100
@@ -85,5 +89,7 @@ def main(argv):
   print(f'floor_ms_per_step={total:.2f} floor_s_at_2000={total * 2:.1f}')
 
 
+experiment_flags.define(workdir=None)  # --traceback; errors as one line.
+
 if __name__ == '__main__':
-  app.run(main)
+  experiment_flags.run(main)

@@ -17,7 +17,6 @@ ms (the minimum of --repeats calls after compilation):
 import sys
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
@@ -27,6 +26,7 @@ from ddistill import distill  # pylint: disable=g-import-not-at-top
 from ddistill import inits
 from ddistill import models
 from ddistill.models import layers
+from experiments import flags as experiment_flags
 
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per figure.',
                                 lower_bound=1)
@@ -96,5 +96,7 @@ def main(argv):
   print(f'alexcifarnet_10_steps_split: {_ms(train, params):.1f} ms')
 
 
+experiment_flags.define(workdir=None)  # --traceback; errors as one line.
+
 if __name__ == '__main__':
-  app.run(main)
+  experiment_flags.run(main)

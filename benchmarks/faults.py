@@ -155,6 +155,10 @@ def main():
   parser.add_argument('--workdir', default=None,
                       help='default: a new temporary folder')
   args = parser.parse_args()
+  if args.kills < 2 or args.iterations < 1 or args.checkpoint_every < 1:
+    # The last two kills land as the run writes its final outputs.
+    parser.error('--kills must be >= 2, --iterations and --checkpoint_every '
+                 '>= 1')
   args.workdir = args.workdir or tempfile.mkdtemp(prefix='ddistill_faults_')
   os.makedirs(args.workdir, exist_ok=True)
   if not os.environ.get('DDISTILL_DATA_DIR'):
