@@ -73,12 +73,12 @@ def guard(workdir: str, config: ml_collections.ConfigDict, fresh: bool, *,
     raise ConfigError(
         f'--workdir {workdir} is a URL; ddistill writes with local file '
         'calls, so give a local path or one on a shared filesystem (NFS)')
-  other = [name for name in SAVED_CONFIGS if saved_as in SAVED_CONFIGS and
-           name != saved_as and os.path.exists(os.path.join(workdir, name))]
-  if other:  # Checked before --fresh, which must not wipe that run.
-    raise WorkdirConflict(
-        f'{workdir} holds another experiment\'s run ({other[0]}); use '
-        'another --workdir')
+  # Checked before --fresh, which must not wipe another kind of run.
+  for other in SAVED_CONFIGS:
+    if (saved_as in SAVED_CONFIGS and other != saved_as and
+        os.path.exists(os.path.join(workdir, other))):
+      raise WorkdirConflict(f'{workdir} holds another experiment\'s run '
+                            f'({other}); use another --workdir')
   if fresh and _is_main():
     for name in (*outputs, saved_as):
       _remove(os.path.join(workdir, name))
