@@ -14,11 +14,14 @@
 # session's checkout (and its .campaign/) may not outlive it; then unpacked
 # over .campaign/ so the next call resumes where it stopped. Without PART the
 # kept state, if any, is unpacked. .campaign/out is rebuilt from the state.
+# PARTs whose archive does not read or holds no work/ are refused (exit 1)
+# and the kept state stays.
 #
 # --return DIR: packs .campaign/work, less the pools' weights (800 LeNets,
 # about 200 MB), as DIR/campaign.tgz.00, .01, ... of at most 15 MiB each:
 # $OUT returns files of at most 16 MiB, 8 files and 64 MiB in all. OUTDIR
-# is left out (gpu_campaign.sh rebuilds it from WORKDIR). See
+# is left out (gpu_campaign.sh rebuilds it from WORKDIR); without
+# .campaign/work it exits 2 and writes nothing. See
 # benchmarks/README.md for the device command.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

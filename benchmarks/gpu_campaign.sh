@@ -13,10 +13,13 @@
 # took over all calls (seconds.tsv, seconds.txt; see campaign_lib.sh).
 #
 # Exit status: 0 every stage done (or skipped); 75 the budget ran out (run
-# again); 1 a stage failed (its log's last lines are printed).
+# again); 1 a stage failed (its log's last lines are printed); 2 a bad call
+# (BUDGET_S not whole seconds, SMOKE or DRY_RUN not 0 or 1, folders that
+# cannot be made), said in one line before any stage.
 # SMOKE=1 runs every stage for one or two iterations, on CPU.
 # SKIP="NAME ..." passes over those stages in this call without marking them
-# done (stages measured in an earlier session whose state was lost).
+# done (stages measured in an earlier session whose state was lost); a name
+# that matches no stage is warned about at the end, also under DRY_RUN=1.
 # DRY_RUN=1 prints the command of each stage the call would run, and runs
 # none (tests/test_campaign.py parses them).
 # Iteration counts of the training stages are reduced from the paper's

@@ -103,7 +103,8 @@ def distill_arrays(x_NxHxWxC: np.ndarray, y_N: np.ndarray, num_classes: int,
   the same config and the dataset's training arrays, it learns the same set
   as `train_and_evaluate`.
   x_NxHxWxC: normalized images; y_N: their classes in [0, num_classes).
-  mean, std: [C], kept in the set to draw it (default 0 and 1: x as given).
+  mean, std: [C] (or one for all channels), kept in the set to draw it
+  (default 0 and 1: x as given).
   """
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError('config must be an ml_collections.ConfigDict (configs/'

@@ -212,8 +212,9 @@ lrs.json
     -sum_k soft_label[k] * log p[k]). The field's
     standard evaluation instead trains on all images together with SGD.
 normalization.json
-    {{"mean": [...], "std": [...]}} per channel, in [0, 1] pixel units: the
-    networks saw (pixel / 255 - mean) / std; do the same to these PNGs.
+    {{"mean": [...], "std": [...]}} per channel (one entry: the same for
+    every channel), in [0, 1] pixel units: the networks saw
+    (pixel / 255 - mean) / std; do the same to these PNGs.
 
 {clipped} of {pixels} pixel values fell outside [0, 255] and were clipped,
 and every value was rounded to a whole level; the .npz this came from holds

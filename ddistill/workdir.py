@@ -1,8 +1,9 @@
 """The run plumbing every experiment shares: one place for each piece.
 
 - `guard`: makes a workdir this config's, refusing one that holds another
-  config's outputs (`fresh` wipes them first); `without`: a config (JSON)
-  less the fields its comparison ignores;
+  config's outputs (`fresh` wipes them first) or another kind of run's
+  (SAVED_CONFIGS; even with `fresh`); `without`: a config (JSON) less the
+  fields its comparison ignores;
 - `read_json`, `write_json`, `cached_json`: resumable JSON, written whole
   (atomic_files) and by process 0 only;
 - `table`, `write_table`: a table as Markdown and CSV;

@@ -1,4 +1,5 @@
-r"""What every experiments/*.py main shares: its common flags and how it runs.
+r"""What every experiments/*.py main shares: its common flags and how it runs
+(benchmarks/outer_step.py, dot_floor.py and eval_convs.py run through it too).
 
 A main defines its own flags, the common ones with `define`, and hands its
 function to `run`:
