@@ -182,15 +182,6 @@ def flattened(d: export.DistilledSet) -> tuple[np.ndarray, np.ndarray]:
           d.soft_labels.reshape(-1, d.soft_labels.shape[-1]))
 
 
-def evaluate_file(config: ml_collections.ConfigDict, path: str,
-                  archs: Sequence[str], num_models: int,
-                  recipe: Recipe) -> list[dict[str, Any]]:
-  """The standard evaluation of a saved distilled set on each of `archs`:
-  `load` then `evaluate_set`."""
-  data, d = load(config, path, archs)
-  return evaluate_set(config, data, d, archs, num_models, recipe)
-
-
 def load(config: ml_collections.ConfigDict, path: str, archs: Sequence[str]):
   """(the config's test data, the set at `path`), each checked, as is
   `archs`: every problem with the inputs is found before any training.

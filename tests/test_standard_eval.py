@@ -151,8 +151,7 @@ def test_bad_architectures_and_recipes_are_errors(tmp_path, mnist):
   config = mnist_config.get_config()
   with pytest.raises(errors.ConfigError, match="unknown architectures "
                      r"\['vgg'\]"):
-    standard_eval.evaluate_file(config, str(tmp_path / 'x.npz'),
-                                ['lenet', 'vgg'], 2, standard_eval.Recipe())
+    standard_eval.load(config, str(tmp_path / 'x.npz'), ['lenet', 'vgg'])
 
 
 def test_a_set_evaluated_without_its_zca_whitening_is_an_error(tmp_path,
@@ -166,8 +165,7 @@ def test_a_set_evaluated_without_its_zca_whitening_is_an_error(tmp_path,
   config = mnist_config.get_config()
   fix = r'data.zca = 0.1 but the config has 0; pass --config.data.zca=0.1'
   with pytest.raises(errors.DataError, match=fix):
-    standard_eval.evaluate_file(config, path, ['lenet'], 2,
-                                standard_eval.Recipe())
+    standard_eval.load(config, path, ['lenet'])
   with pytest.raises(errors.DataError, match=fix):
     train.evaluate_distilled_file(config, path, 2)
   # The same set without whitening passes the check (and trains).
